@@ -1,0 +1,89 @@
+"""The standard chest-film pipeline for image + label + caption + text datalist items."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from monai.transforms import Compose
+
+from monai_cxrcml.data.films import Intensity
+from monai_cxrcml.transforms.captions import MetaLabelCaptiond
+from monai_cxrcml.transforms.intensity import CLIPNormalized, film_augmentation
+from monai_cxrcml.transforms.io import LoadFilmd
+from monai_cxrcml.transforms.tokenize import Tokenized
+
+__all__ = ["chest_film_transforms"]
+
+
+def chest_film_transforms(
+    train: bool,
+    image_size: int = 224,
+    normalization: Literal["clip", "chexzero"] = "clip",
+    augment: bool | Mapping[str, Any] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    tokenizer_model: str | None = None,
+    context_length: int | None = None,
+    caption: Mapping[str, Any] | None = None,
+    *,
+    image_key: str = "image",
+    label_key: str = "label",
+    caption_key: str = "caption",
+    text_key: str = "text",
+    draft: bool = True,
+    intensity: Intensity = "auto",
+) -> Compose:
+    """Load, (augment), normalise the film; (re)build the caption; tokenise it.
+
+    The result maps a datalist item ``{"image": path, "label": [C], "caption": str, ...}`` to
+    ``{"image": float32 [3, S, S], "label": ..., "caption": str, "text": int64 [L], ...}``; other keys pass through.
+
+    Parameters
+    ----------
+    train
+        Training pipeline (augmentation on by default) or evaluation pipeline (deterministic).
+    image_size
+        Square side ``S`` (longest film side resized to it, aspect kept, zero-padded).
+    normalization
+        ``"clip"`` (OpenAI CLIP mean/std) or ``"chexzero"`` (CheXzero's, for CheXzero weights).
+    augment
+        ``None``: same as ``train``. ``True``/``False``: on/off. A mapping: on, with these keyword arguments of
+        :func:`~monai_cxrcml.transforms.intensity.film_augmentation`.
+    cache_dir
+        Read films through an on-disk :class:`~monai_cxrcml.data.cache.FilmCache` in this folder.
+    on_error
+        ``"raise"`` (fail fast) or ``"skip"`` (log and drop unreadable films; use
+        :func:`~monai_cxrcml.transforms.io.skip_unreadable_collate` as the DataLoader's ``collate_fn``).
+    tokenizer_model
+        open_clip model name whose tokenizer fills ``text_key``; ``None``: no tokenisation.
+    context_length
+        Token length; ``None``: the model's.
+    caption
+        ``None``: keep the datalist's ``caption``. A mapping: rebuild it from ``label_key`` with
+        ``MetaLabelCaptiond(label_key=label_key, caption_key=caption_key, **caption)`` (e.g. ``class_names``,
+        shuffling and subset options for training), before tokenisation.
+    image_key, label_key, caption_key, text_key
+        Datalist keys.
+    draft, intensity
+        See :class:`~monai_cxrcml.transforms.io.LoadFilm`.
+
+    Returns
+    -------
+    Compose
+    """
+    if augment is None:
+        augment = train
+    transforms: list = [
+        LoadFilmd(image_key, image_size, cache_dir, on_error, draft=draft, intensity=intensity),
+    ]
+    if augment:
+        options = dict(augment) if isinstance(augment, Mapping) else {}
+        transforms.append(film_augmentation(image_key, image_size, **options))
+    transforms.append(CLIPNormalized(image_key, normalization))
+    if caption is not None:
+        transforms.append(MetaLabelCaptiond(**{"label_key": label_key, "caption_key": caption_key, **caption}))
+    if tokenizer_model is not None:
+        transforms.append(Tokenized(caption_key, tokenizer_model, text_key, context_length))
+    return Compose(transforms)
