@@ -1,0 +1,29 @@
+"""open_clip networks for CXR-CML: model factory (offline), checkpoint loading, class prompts, zero-shot classifier.
+
+Importing this package registers the tiny model configs (``cxrcml-tiny``, ``cxrcml-tiny-96``) with open_clip.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import CheckpointError, LoadReport, load_clip_checkpoint, read_state_dict
+from .factory import MODEL_CONFIG_DIR, create_clip, get_tokenizer, list_models, register_model_configs
+from .prompts import NORMALITY_PHRASES, PROMPT_PRESETS, PromptSet, encode_class_prompts, encode_texts
+from .zero_shot import ZeroShotClassifier
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "MODEL_CONFIG_DIR",
+    "NORMALITY_PHRASES",
+    "PROMPT_PRESETS",
+    "PromptSet",
+    "ZeroShotClassifier",
+    "create_clip",
+    "encode_class_prompts",
+    "encode_texts",
+    "get_tokenizer",
+    "list_models",
+    "load_clip_checkpoint",
+    "read_state_dict",
+    "register_model_configs",
+]
