@@ -15,6 +15,7 @@ from monai_cxrcml.data.classes import (
 )
 from monai_cxrcml.data.cxrlt import read_cxrlt_csv
 from monai_cxrcml.data.films import FilmReadError, read_film
+from monai_cxrcml.data.fold import FoldData, load_fold
 from monai_cxrcml.data.folder import IMAGE_EXTENSIONS, list_image_folder
 from monai_cxrcml.data.groups import GROUP_RULES, base_rare_groups, group_rule, grouping_counts, prevalence_groups
 from monai_cxrcml.data.mimic import FRONTAL_VIEWS, mimic_relative_path, read_mimic_chexpert
@@ -38,6 +39,7 @@ __all__ = [
     "FRONTAL_VIEWS",
     "FilmCache",
     "FilmReadError",
+    "FoldData",
     "GROUP_RULES",
     "IMAGE_EXTENSIONS",
     "LABEL_POLICIES",
@@ -51,6 +53,7 @@ __all__ = [
     "holdout_split",
     "iterative_stratification",
     "list_image_folder",
+    "load_fold",
     "make_phantom",
     "mimic_relative_path",
     "patient_folds",

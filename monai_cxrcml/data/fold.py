@@ -1,0 +1,157 @@
+"""One experiment's data: a CXR-LT label file split into train/val/test by patient, with the class groups.
+
+This is the single call a bundle config makes to go from a label file to MONAI datalists:
+``load_fold(train_csv, image_root, fold=0)`` reads the file (frontal films by default), cuts the patient-level
+stratified fold (test = fold ``fold`` of ``num_folds``, i.e. the paper's 80:20 with 5 folds; validation carved
+from the training patients), groups the classes by their prevalence in the training part, and logs a report
+that flags classes too thin to score. With ``test_csv`` (e.g. CXR-LT's ``development_labeled_task1.csv``) the
+test films come from that file instead and the whole of ``csv`` is used for training and validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .cxrlt import read_cxrlt_csv
+from .groups import base_rare_groups, prevalence_groups
+from .splits import fold_report, fold_split, holdout_split
+from .table import LabelTable
+
+__all__ = ["FoldData", "load_fold", "PARTS"]
+
+PARTS = ("train", "val", "test")
+Part = Literal["train", "val", "test"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldData:
+    """The labelled films of one fold.
+
+    Attributes
+    ----------
+    train, val, test
+        The three parts, disjoint by patient (``val`` may be empty).
+    groups, prevalence_groups
+        Class name -> "base"/"rare" and -> "common"/"medium"/"rare", from the training part.
+    report
+        Positives per class and part (:func:`~monai_cxrcml.data.splits.fold_report`; column ``part``).
+    fold, num_folds
+        Which fold this is (``num_folds = 0`` when the test part came from its own file).
+    """
+
+    train: LabelTable
+    val: LabelTable
+    test: LabelTable
+    groups: dict[str, str]
+    prevalence_groups: dict[str, str]
+    report: pd.DataFrame
+    fold: int
+    num_folds: int
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The C class names, in label-column order."""
+        return self.train.class_names
+
+    def part(self, name: Part) -> LabelTable:
+        """The table of part ``name`` ("train", "val" or "test")."""
+        if name not in PARTS:
+            raise ValueError(f"part {name!r} is not one of {PARTS}.")
+        return getattr(self, name)
+
+    def datalist(self, name: Part) -> list[dict]:
+        """MONAI datalist of part ``name``; ``sample_id`` runs over 0..len(part)-1."""
+        return self.part(name).to_datalist()
+
+
+def load_fold(
+    csv: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    class_names: Sequence[str] | str | None = None,
+    fold: int = 0,
+    num_folds: int = 5,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_csv: str | os.PathLike | None = None,
+    frontal_only: bool = True,
+    uncertain: str = "negative",
+    blank: str = "negative",
+    group_by: str = "auto",
+    rare_threshold: float = 1000,
+    common_threshold: float = 10000,
+    min_positives: int = 10,
+    check_files: bool = False,
+) -> FoldData:
+    """Read a CXR-LT label file and cut one patient-level fold.
+
+    Parameters
+    ----------
+    csv
+        CXR-LT label file (``train_labeled.csv`` schema).
+    image_root
+        Folder that ``fpath`` is relative to (default: the CSV's folder).
+    class_names
+        Classes to read (default: the 40 CXR-LT 2024 classes).
+    fold, num_folds, seed
+        Test part = fold ``fold`` of ``num_folds`` patient-level stratified folds drawn with ``seed``.
+    val_fraction
+        Share of the training patients held out for validation (0 = no validation part).
+    test_csv
+        Take the test part from this file instead of a fold (then ``fold``/``num_folds`` are unused).
+    frontal_only, uncertain, blank, check_files
+        See :func:`~monai_cxrcml.data.cxrlt.read_cxrlt_csv`.
+    group_by, rare_threshold, common_threshold
+        See :mod:`~monai_cxrcml.data.groups`.
+    min_positives
+        Classes with fewer positive patients in a part are flagged "thin" in the report and the log.
+    """
+    options = dict(class_names=class_names, frontal_only=frontal_only, uncertain=uncertain, blank=blank,
+                   check_files=check_files)
+    table = read_cxrlt_csv(csv, image_root, **options)
+    if test_csv is None:
+        train_idx, val_idx, test_idx = fold_split(table, fold, num_folds, seed, val_fraction)
+        train, val, test = (table.subset(i) for i in (train_idx, val_idx, test_idx))
+    else:
+        test = read_cxrlt_csv(test_csv, image_root, **{**options, "class_names": table.class_names})
+        if val_fraction > 0:
+            train_idx, val_idx = holdout_split(table, val_fraction, seed)
+        else:
+            train_idx, val_idx = np.arange(len(table)), np.zeros(0, dtype=np.int64)
+        train, val = table.subset(train_idx), table.subset(val_idx)
+        fold, num_folds = 0, 0
+        shared = set(train.frame.subject_id) & set(test.frame.subject_id)
+        if shared:
+            raise ValueError(
+                f"{test_csv} shares {len(shared)} patient(s) with {csv} (e.g. {sorted(shared)[:3]}): a test set must "
+                "hold unseen patients. Use CXR-LT's development/test files, or leave test_csv unset to cut a fold."
+            )
+    groups = base_rare_groups(train, rare_threshold, group_by)
+    prevalence = prevalence_groups(train, (rare_threshold, common_threshold), group_by)
+    parts = {"train": train, "val": val, "test": test}
+    report = pd.concat(
+        [fold_report(part, {name: np.arange(len(part))}, min_positives) for name, part in parts.items() if len(part)],
+        ignore_index=True,
+    ).rename(columns={"fold": "part"})
+    _log_fold(parts, report, fold, num_folds)
+    return FoldData(train, val, test, groups, prevalence, report, fold, num_folds)
+
+
+def _log_fold(parts: dict[str, LabelTable], report: pd.DataFrame, fold: int, num_folds: int) -> None:
+    sizes = ", ".join(
+        f"{name} {len(t)} films / {t.frame.subject_id.nunique()} patients" for name, t in parts.items()
+    )
+    where = f"fold {fold} of {num_folds}" if num_folds else "separate test file"
+    logger.info("data (%s): %s.", where, sizes)
+    for (part, status), rows in report[report.status != "ok"].groupby(["part", "status"], sort=False):
+        why = "no positive or no negative film: AUC undefined" if status == "unscorable" else "few positive patients"
+        logger.warning("%s part: %d class(es) %s (%s): %s.", part, len(rows), status, why, ", ".join(
+            f"{r['class']} ({r.positive_patients} patients)" for _, r in rows.iterrows()))
