@@ -43,6 +43,7 @@ from .table import (
 __all__ = [
     "FRONTAL_VIEWS",
     "UNKNOWN_VIEW_POLICIES",
+    "VIEW_CODE_MEANINGS",
     "VIEW_COLUMNS",
     "mimic_relative_path",
     "mimic_relative_paths",
@@ -62,7 +63,7 @@ UNKNOWN_VIEW_POLICIES: tuple[str, ...] = ("drop", "keep")
 VIEW_COLUMNS: tuple[str, ...] = ("ViewPosition", "ViewCodeSequence_CodeMeaning")
 """The columns the view is read from, in order of precedence."""
 
-_CODE_MEANING_VIEWS: dict[str, str] = {
+VIEW_CODE_MEANINGS: dict[str, str] = {
     "postero-anterior": "PA",
     "antero-posterior": "AP",
     "lateral": "LATERAL",
@@ -125,7 +126,7 @@ def view_positions(frame: pd.DataFrame, source: str | os.PathLike = "", required
         return view
     if "ViewCodeSequence_CodeMeaning" in frame.columns:
         meaning = frame["ViewCodeSequence_CodeMeaning"].fillna("").astype(str).str.strip().str.lower()
-        view = meaning.map(_CODE_MEANING_VIEWS).fillna("").astype(str)
+        view = meaning.map(VIEW_CODE_MEANINGS).fillna("").astype(str)
     if "ViewPosition" in frame.columns:
         position = frame["ViewPosition"].fillna("").astype(str).str.strip().str.upper()
         view = position.where(position != "", view)

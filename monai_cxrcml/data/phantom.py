@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import math
 import multiprocessing
@@ -80,7 +81,7 @@ import pandas as pd
 from PIL import Image
 
 from .classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_TRAIN_COUNTS, CXRLT2024_TRAIN_SIZE
-from .mimic import _CODE_MEANING_VIEWS, mimic_relative_paths
+from .mimic import VIEW_CODE_MEANINGS, mimic_relative_paths
 from .phantom_signs import SIGN_CATALOGUE, render_film, sample_anatomy, vary_anatomy
 
 __all__ = [
@@ -89,7 +90,9 @@ __all__ = [
     "SPLIT_FILES",
     "CXRLT_ID_COLUMNS",
     "METADATA_COLUMNS",
+    "MANIFEST",
     "compressed_prevalence",
+    "ensure_phantom",
     "make_phantom",
     "main",
 ]
@@ -147,7 +150,7 @@ NORMAL_COMPATIBLE: tuple[str, ...] = (
 )
 """Classes that may be positive in a Normal study; all other classes exclude Normal."""
 
-_VIEW_MEANING = {view: meaning for meaning, view in _CODE_MEANING_VIEWS.items()}  # PA -> "postero-anterior", ...
+_VIEW_MEANING = {view: meaning for meaning, view in VIEW_CODE_MEANINGS.items()}  # PA -> "postero-anterior", ...
 _PROCEDURE = {"PA": "CHEST (PA AND LAT)", "AP": "CHEST (PORTABLE AP)"}
 
 # Latent factors of the label model: factor -> {class: loading}. A class's latent score is the sum of its
@@ -468,7 +471,8 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
             "or choose another folder."
         )
     shutil.rmtree(out_dir / "files", ignore_errors=True)
-    for name in [*SPLIT_FILES.values(), "labels.csv", "mimic-cxr-2.0.0-metadata.csv", "mimic-cxr-2.0.0-chexpert.csv"]:
+    for name in [*SPLIT_FILES.values(), "labels.csv", "mimic-cxr-2.0.0-metadata.csv", "mimic-cxr-2.0.0-chexpert.csv",
+                 MANIFEST]:
         (out_dir / name).unlink(missing_ok=True)
 
 
@@ -623,16 +627,9 @@ def make_phantom(
         {split: cxrlt[split_of_film == split][list(CXRLT2024_CLASSES)].sum() for split in SPLIT_FILES}
     )
     counts["sign"] = pd.Series(SIGN_CATALOGUE)
-    args = dict(
-        patients=patients,
-        size=size,
-        seed=seed,
-        split_fractions=" ".join(map(str, split_fractions)),
-        compression=compression,
-        min_positive_studies=min_positive_studies,
-        jpeg_quality=jpeg_quality,
-    )
-    (out_dir / "README.txt").write_text(_readme(args, counts, len(films), len(studies), patients))
+    args = _manifest(patients, size, seed, split_fractions, compression, min_positive_studies, jpeg_quality)
+    (out_dir / MANIFEST).write_text(json.dumps(args, indent=1) + "\n")
+    (out_dir / "README.txt").write_text(_readme(args, counts, len(films), len(studies), patients))  # written last
     logger.info(
         "phantom: %d patients, %d studies, %d films written to %s in %.1f s",
         patients,
@@ -642,6 +639,61 @@ def make_phantom(
         time.perf_counter() - started,
     )
     return out_dir
+
+
+def ensure_phantom(
+    out_dir: str | os.PathLike,
+    patients: int = 800,
+    size: int = 256,
+    seed: int = 0,
+    split_fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    compression: float = 0.5,
+    min_positive_studies: int = 1,
+    jpeg_quality: int = 95,
+    jobs: int = 1,
+) -> Path:
+    """The phantom data set in ``out_dir``: reused when it was made with the same arguments, else (re)written.
+
+    This is what configs call (``dataset_dir: $monai_cxrcml.data.ensure_phantom(...)``) so that the first run
+    writes the data set and later runs start at once. A folder holding anything but a phantom is refused as in
+    :func:`make_phantom`, whose parameters these are.
+    """
+    out_dir = Path(out_dir)
+    wanted = _manifest(patients, size, seed, split_fractions, compression, min_positive_studies, jpeg_quality)
+    manifest = out_dir / MANIFEST
+    complete = manifest.is_file() and (out_dir / "README.txt").is_file()
+    if complete and json.loads(manifest.read_text()) == wanted:
+        return out_dir
+    return make_phantom(out_dir, patients, size, seed, split_fractions, compression, min_positive_studies,
+                        jpeg_quality, jobs, overwrite=True)
+
+
+MANIFEST = "phantom.json"
+"""File in a phantom folder recording the generator version and the arguments it was made with."""
+
+PHANTOM_VERSION = 1
+"""Bumped whenever the generator's output changes for the same arguments."""
+
+
+def _manifest(
+    patients: int,
+    size: int,
+    seed: int,
+    split_fractions: Sequence[float],
+    compression: float,
+    min_positive_studies: int,
+    jpeg_quality: int,
+) -> dict:
+    return dict(
+        version=PHANTOM_VERSION,
+        patients=patients,
+        size=size,
+        seed=seed,
+        split_fractions=" ".join(map(str, split_fractions)),
+        compression=compression,
+        min_positive_studies=min_positive_studies,
+        jpeg_quality=jpeg_quality,
+    )
 
 
 def _validate(
