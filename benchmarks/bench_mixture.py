@@ -1,0 +1,217 @@
+"""Benchmark: monai_cxrcml's Student-t mixture EM against studenttmixture and scikit-learn's GaussianMixture.
+
+Every method sees the same data (a K-component Student-t mixture, nu=5, with known labels). Rows marked
+"same start" begin from the parameters of our k-means++ initialisation (their initialisation time is not counted),
+so their log-likelihoods are directly comparable; rows marked "own init" are the packages as users run them.
+Columns: wall seconds of ``fit`` (ours: initialisation included), EM iterations, mean log-likelihood per sample
+(float64 ``score`` on the data) and ARI against the true labels.
+
+Cases: (1) N=20000, d=64, K=10; (2) N=50000, d=512, K=40, rows L2-normalised like CLIP embeddings; (3) N=200000,
+d=512, K=40, at most 50 iterations, ours on CUDA only ("skipped: no CUDA" elsewhere).
+
+    python benchmarks/bench_mixture.py --cases 1 2 --threads 2
+    python benchmarks/bench_mixture.py --cases 3 --device cuda [--matmul-precision high]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from monai_cxrcml.mixture import GaussianMixture, StudentTMixture
+
+
+SEPARATION = 1.5
+"""Component means ~ N(0, SEPARATION^2 / d): clusters overlap enough that initialisation and tails matter."""
+
+
+@dataclass
+class Case:
+    name: str
+    n: int
+    d: int
+    k: int
+    normalise: bool
+    max_iter: int
+    peers: bool
+
+
+CASES = {
+    "1": Case("N=20000, d=64, K=10, t(nu=5)", 20_000, 64, 10, False, 100, True),
+    "2": Case("N=50000, d=512, K=40, t(nu=5), unit rows", 50_000, 512, 40, True, 100, True),
+    "3": Case("N=200000, d=512, K=40, t(nu=5), unit rows, <= 50 iterations", 200_000, 512, 40, True, 50, False),
+}
+
+
+def make_data(case: Case, nu: float = 5.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of a ``K``-component t mixture with random anisotropic scales, and their component labels."""
+    rng = np.random.default_rng(seed)
+    n, d, k = case.n, case.d, case.k
+    labels = rng.choice(k, size=n, p=rng.dirichlet(np.full(k, 5.0)))
+    means = rng.normal(scale=SEPARATION / np.sqrt(d), size=(k, d))
+    x = np.empty((n, d))
+    for c in range(k):
+        rows = np.flatnonzero(labels == c)
+        basis, _ = np.linalg.qr(rng.normal(size=(d, d)))
+        scales = rng.uniform(0.2, 1.0, size=d) / np.sqrt(d)
+        z = rng.normal(size=(rows.size, d)) * scales @ basis.T
+        x[rows] = means[c] + z / np.sqrt(rng.chisquare(nu, size=(rows.size, 1)) / nu)
+    if case.normalise:
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, labels
+
+
+@dataclass
+class Row:
+    method: str
+    seconds: float
+    iterations: int | str
+    log_lik: float
+    ari: float
+
+
+def _timed(fn: Callable[[], object], device: str) -> tuple[object, float]:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    tick = time.perf_counter()
+    out = fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - tick
+
+
+def run_case(case: Case, device: str, tol: float, seed: int, estimate_dof: bool) -> list[Row]:
+    x64, truth = make_data(case)
+    x32 = torch.tensor(x64, dtype=torch.float32, device=device)
+    x64_t = torch.tensor(x64, device=device)
+    rows: list[Row] = []
+    common = dict(n_components=case.k, tol=tol, max_iter=case.max_iter, random_state=seed)
+
+    def ours(label: str, est: StudentTMixture, x: torch.Tensor) -> StudentTMixture:
+        est.fit(x[:64])  # warm-up (kernels, allocator) outside the timing
+        _, seconds = _timed(lambda: est.fit(x), device)
+        ari = adjusted_rand_score(truth, est.predict(x).cpu().numpy())
+        label += f", {est.n_reseeded_} re-seeded" if est.n_reseeded_ else ""
+        rows.append(Row(label, seconds, est.n_iter_, est.score(x64_t), ari))
+        return est
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours(f"ours t-mixture full, float32 E-step ({'nu estimated' if estimate_dof else 'nu=4'})",
+             StudentTMixture(dof=4.0, estimate_dof=estimate_dof, **common), x32)
+        ref = ours(f"ours t-mixture full, float64 ({'nu estimated' if estimate_dof else 'nu=4'})",
+                   StudentTMixture(dof=4.0, estimate_dof=estimate_dof, **common), x64_t)
+        ours(f"ours t-mixture full, float32 E-step, n_init=3 ({'nu estimated' if estimate_dof else 'nu=4'})",
+             StudentTMixture(dof=4.0, estimate_dof=estimate_dof, n_init=3, **common), x32)
+        ours("ours GaussianMixture full, float32 E-step", GaussianMixture(**common), x32)
+        if not case.peers or device != "cpu":
+            return rows
+        start = StudentTMixture(**{**common, "max_iter": 0}).fit(x64_t)
+        means0 = start.means_.cpu().numpy()
+        covs0 = start.covariances_.cpu().numpy()
+        weights0 = start.weights_.cpu().numpy()
+        reg = ref.reg_covar_
+        rows.extend(_studenttmixture(x64, truth, case, tol, reg, estimate_dof, (means0, covs0, weights0), seed))
+        rows.extend(_sklearn(x64, truth, case, tol, reg, (means0, covs0, weights0), seed))
+    return rows
+
+
+def _studenttmixture(x, truth, case, tol, reg, estimate_dof, start, seed) -> list[Row]:
+    from studenttmixture import EMStudentMixture
+
+    means0, covs0, weights0 = start
+    out = []
+    for label, same_start, its_tol in (("same start", True, tol), ("own k-means init, tol 1e-5", False, 1e-5)):
+        model = EMStudentMixture(
+            n_components=case.k, tol=its_tol, reg_covar=reg, max_iter=case.max_iter, df=4.0,
+            fixed_df=not estimate_dof, random_state=seed, init_type="kmeans",
+        )
+        if same_start:
+            chol0 = np.linalg.cholesky(covs0)
+            model.initialize_params = lambda *_: (
+                means0.copy(), covs0.transpose(1, 2, 0).copy(), weights0.copy(), chol0.transpose(1, 2, 0).copy()
+            )
+        iterations = {"n": 0}
+        e_step = model.Estep
+
+        def counting_e_step(*args, **kwargs):
+            iterations["n"] += 1
+            return e_step(*args, **kwargs)
+
+        model.Estep = counting_e_step
+        tick = time.perf_counter()
+        _, _, loc, scale, weights, dofs, chol = model.fitting_restart(x, seed)
+        seconds = time.perf_counter() - tick
+        model.location_, model.scale_, model.mix_weights_, model.df_, model.scale_cholesky_ = (
+            loc, scale, weights, dofs, chol
+        )
+        out.append(Row(f"studenttmixture EM ({label})", seconds, iterations["n"], float(model.score(x)),
+                       adjusted_rand_score(truth, model.predict(x))))
+    return out
+
+
+def _sklearn(x, truth, case, tol, reg, start, seed) -> list[Row]:
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    means0, covs0, weights0 = start
+    out = []
+    for label, kwargs in (
+        ("same start", dict(means_init=means0, weights_init=weights0, precisions_init=np.linalg.inv(covs0))),
+        ("own k-means init", dict(init_params="kmeans")),
+    ):
+        model = SkGaussianMixture(case.k, covariance_type="full", tol=tol, reg_covar=reg, max_iter=case.max_iter,
+                                  random_state=seed, **kwargs)
+        tick = time.perf_counter()
+        model.fit(x)
+        seconds = time.perf_counter() - tick
+        out.append(Row(f"sklearn GaussianMixture full ({label})", seconds, model.n_iter_, float(model.score(x)),
+                       adjusted_rand_score(truth, model.predict(x))))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=["1"], choices=sorted(CASES))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (peers run on the CPU only)")
+    parser.add_argument("--threads", type=int, default=None, help="torch/BLAS threads (default: torch's)")
+    parser.add_argument("--tol", type=float, default=1e-3, help="convergence tolerance of every method")
+    parser.add_argument("--estimate-dof", action="store_true", help="estimate nu (ours and studenttmixture)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--matmul-precision", default="highest", choices=["highest", "high", "medium"],
+                        help="torch.set_float32_matmul_precision ('high' = TF32 on CUDA)")
+    parser.add_argument("--n", type=int, default=None, help="override N (quick checks; not the specified case)")
+    parser.add_argument("--max-iter", type=int, default=None, help="override the iteration cap of every method")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
+    print(f"command: python {shlex.join(['benchmarks/bench_mixture.py', *(argv or sys.argv[1:])])}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, float32 matmul {args.matmul_precision}, "
+          f"device {args.device}"
+          + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else ""))
+    for key in args.cases:
+        case = dataclasses.replace(CASES[key], n=args.n or CASES[key].n, max_iter=args.max_iter or CASES[key].max_iter)
+        print(f"\n### Case {key}: {case.name}" + (f" (overridden: N={case.n}, max_iter={case.max_iter})"
+                                                   if args.n or args.max_iter else "") + "\n")
+        if key == "3" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+            print("skipped: no CUDA")
+            continue
+        rows = run_case(case, args.device, args.tol, args.seed, args.estimate_dof)
+        print("| method | seconds | iterations | mean log-lik | ARI |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for r in rows:
+            print(f"| {r.method} | {r.seconds:.2f} | {r.iterations} | {r.log_lik:.4f} | {r.ari:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
