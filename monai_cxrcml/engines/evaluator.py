@@ -1,0 +1,112 @@
+"""Zero-shot evaluation of a CLIP model inside MONAI: class prompts encoded once per run, films scored in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from ignite.engine import Engine, EventEnum, Events
+from ignite.metrics import Metric
+from monai.engines import SupervisedEvaluator
+from monai.engines.utils import default_metric_cmp_fn, default_prepare_batch
+from monai.inferers import Inferer
+from monai.transforms import Transform
+from monai.utils import ForwardMode
+from torch.utils.data import DataLoader
+
+from monai_cxrcml.networks import PromptSet, ZeroShotClassifier
+
+__all__ = ["ZeroShotEvaluator"]
+
+
+class ZeroShotEvaluator(SupervisedEvaluator):
+    """Score films against positive/negative class prompts with the current state of a CLIP model.
+
+    At the start of every run the class prompts are encoded once with the model's text tower (so an evaluator
+    attached to a training run sees the text tower as trained so far) and the image tower is shared with the
+    training model, not copied. Each iteration's output holds ``pred`` (probabilities [B, C], scaled by the
+    model's logit scale), ``label`` [B, C] and, when the batch carries them, ``label_mask``, ``subject_id`` and
+    ``dicom_id``, so :class:`~monai_cxrcml.handlers.MultiLabelAUC` can mask unknown labels and bootstrap by
+    patient.
+
+    Parameters
+    ----------
+    clip_model
+        The open_clip CLIP being evaluated (a DDP wrapper is unwrapped).
+    tokenizer
+        Its tokenizer (:func:`monai_cxrcml.networks.get_tokenizer`).
+    class_names, prompts
+        Classes to score and the prompt set (see :class:`~monai_cxrcml.networks.PromptSet`).
+    passthrough_keys
+        Batch keys copied into ``engine.state.output``.
+    device, val_data_loader, epoch_length, non_blocking, prepare_batch, iteration_update, inferer,
+    postprocessing, key_val_metric, additional_metrics, metric_cmp_fn, val_handlers, amp, mode, event_names,
+    event_to_attr, to_kwargs, amp_kwargs
+        As in :class:`monai.engines.SupervisedEvaluator` (batches are not decollated).
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        val_data_loader: Iterable | DataLoader,
+        clip_model: torch.nn.Module,
+        tokenizer: Callable,
+        class_names: Sequence[str] | str | None = "cxrlt2024",
+        prompts: str | PromptSet | Mapping = "present_absent",
+        passthrough_keys: Sequence[str] = ("label_mask", "subject_id", "dicom_id"),
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        prepare_batch: Callable = default_prepare_batch,
+        iteration_update: Callable[[Engine, Any], Any] | None = None,
+        inferer: Inferer | None = None,
+        postprocessing: Transform | None = None,
+        key_val_metric: dict[str, Metric] | None = None,
+        additional_metrics: dict[str, Metric] | None = None,
+        metric_cmp_fn: Callable = default_metric_cmp_fn,
+        val_handlers: Sequence | None = None,
+        amp: bool = False,
+        mode: ForwardMode | str = ForwardMode.EVAL,
+        event_names: list[str | EventEnum | type[EventEnum]] | None = None,
+        event_to_attr: dict | None = None,
+        to_kwargs: dict | None = None,
+        amp_kwargs: dict | None = None,
+    ) -> None:
+        clip_model = clip_model.module if hasattr(clip_model, "module") else clip_model
+        classifier = ZeroShotClassifier.from_clip(clip_model, tokenizer, class_names=class_names, prompts=prompts)
+        super().__init__(
+            device=device,
+            val_data_loader=val_data_loader,
+            network=classifier,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            prepare_batch=prepare_batch,
+            iteration_update=iteration_update,
+            inferer=inferer,
+            postprocessing=postprocessing,
+            key_val_metric=key_val_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=metric_cmp_fn,
+            val_handlers=val_handlers,
+            amp=amp and torch.device(device).type == "cuda",
+            mode=mode,
+            event_names=event_names,
+            event_to_attr=event_to_attr,
+            decollate=False,
+            to_kwargs=to_kwargs,
+            amp_kwargs=amp_kwargs,
+        )
+        self.clip_model = clip_model
+        self.tokenizer = tokenizer
+        self.passthrough_keys = tuple(passthrough_keys)
+        self.add_event_handler(Events.STARTED, self._encode_prompts)
+
+    def _encode_prompts(self, engine: ZeroShotEvaluator) -> None:
+        was_training = self.clip_model.training
+        self.network.encode_prompts(self.clip_model, self.tokenizer)
+        self.clip_model.train(was_training)
+
+    def _iteration(self, engine: ZeroShotEvaluator, batchdata: dict[str, Any]) -> dict:
+        output = super()._iteration(engine, batchdata)
+        output.update({k: batchdata[k] for k in self.passthrough_keys if k in batchdata})
+        return output

@@ -1,0 +1,57 @@
+"""Write an evaluation's multi-label report (``metrics.json``, ``per_class.csv``) and log its AUC table."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import ignite.distributed as idist
+from ignite.engine import Engine, Events
+
+__all__ = ["MetricsReportWriter"]
+
+
+class MetricsReportWriter:
+    """At the end of each evaluation run, save the :class:`~monai_cxrcml.metrics.MultiLabelReport` of a metric.
+
+    The report is the one :class:`~monai_cxrcml.handlers.MultiLabelAUC` leaves in
+    ``engine.state.metric_details[metric_name]``. Only rank 0 writes.
+
+    Parameters
+    ----------
+    output_dir
+        Folder for ``metrics.json`` and ``per_class.csv`` (created if missing).
+    metric_name
+        Name the :class:`MultiLabelAUC` metric was attached under.
+    title
+        First line of the logged table.
+    logger_name
+        Logger that receives the table (INFO).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        metric_name: str = "macro_auc",
+        title: str = "Zero-shot AUC",
+        logger_name: str = "monai_cxrcml",
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.metric_name = metric_name
+        self.title = title
+        self.logger = logging.getLogger(logger_name)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        report = getattr(engine.state, "metric_details", {}).get(self.metric_name)
+        if report is None:
+            raise RuntimeError(
+                f"MetricsReportWriter found no report under metric_details[{self.metric_name!r}]: attach a "
+                f"MultiLabelAUC metric named {self.metric_name!r} to the same evaluator."
+            )
+        if idist.get_rank() != 0:
+            return
+        json_path, _ = report.save(self.output_dir)
+        self.logger.info("%s\n(written to %s)", report.format_table(self.title), json_path)

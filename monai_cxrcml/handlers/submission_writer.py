@@ -1,0 +1,137 @@
+"""Write per-film class probabilities of an inference run as a CXR-LT submission CSV."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import ignite.distributed as idist
+import numpy as np
+import pandas as pd
+import torch
+from ignite.engine import Engine, Events
+
+__all__ = ["SubmissionWriter", "AGGREGATIONS"]
+
+AGGREGATIONS = ("mean", "max")
+
+
+class SubmissionWriter:
+    """Collect ``pred`` [B, C] with the batch's ids during a run and write ``id, class_1, ..., class_C`` at the end.
+
+    The columns follow ``class_names`` exactly (CXR-LT's submission order when those are the CXR-LT classes);
+    the rows follow ``expected_ids`` (the datalist's order, e.g. the test CSV's rows) when given, else the order
+    films were scored. Films of ``expected_ids`` that produced no prediction (unreadable films skipped under
+    ``on_error="skip"``) are named in the log and listed in ``<output>.unreadable.csv``. With ``aggregate`` every
+    film of a study gets the study's mean or maximum probability (CXR-LT labels are study level). Under
+    ``ignite.distributed`` the predictions of all ranks are gathered and rank 0 writes.
+
+    Parameters
+    ----------
+    output_path
+        The submission CSV to write (folders are created).
+    class_names
+        The C class columns, in order.
+    expected_ids
+        Ids of every film that should get a row, in row order.
+    id_column
+        Name of the first column (``dicom_id`` for CXR-LT; ``path`` for a folder).
+    id_key, pred_key
+        Keys of the ids in ``engine.state.batch`` and of the probabilities in ``engine.state.output``.
+    aggregate
+        None, ``"mean"`` or ``"max"`` over the films of a study (needs ``study_key`` in the batches).
+    study_key
+        Batch key of the study id.
+    """
+
+    def __init__(
+        self,
+        output_path: str | Path,
+        class_names: Sequence[str],
+        expected_ids: Sequence[str] | None = None,
+        id_column: str = "dicom_id",
+        id_key: str = "id",
+        pred_key: str = "pred",
+        aggregate: str | None = None,
+        study_key: str = "study_id",
+    ) -> None:
+        if aggregate not in (None, *AGGREGATIONS):
+            raise ValueError(f"aggregate={aggregate!r} is not one of None, {AGGREGATIONS}.")
+        self.output_path = Path(output_path)
+        self.class_names = tuple(class_names)
+        self.expected_ids = None if expected_ids is None else [str(i) for i in expected_ids]
+        self.id_column = id_column
+        self.id_key = id_key
+        self.pred_key = pred_key
+        self.aggregate = aggregate
+        self.study_key = study_key
+        self.logger = logging.getLogger("monai_cxrcml")
+        self.submission: pd.DataFrame | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self._ids: list[str] = []
+        self._studies: list[str] = []
+        self._preds: list[np.ndarray] = []
+
+    def _collect(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        if self.id_key not in batch:  # every film of the batch was unreadable
+            return
+        pred = torch.as_tensor(engine.state.output[self.pred_key]).detach().float().cpu().numpy()
+        ids = [str(i) for i in batch[self.id_key]]
+        if pred.ndim != 2 or pred.shape != (len(ids), len(self.class_names)):
+            raise ValueError(
+                f"SubmissionWriter expects {self.pred_key!r} of shape [{len(ids)}, {len(self.class_names)}], got "
+                f"{tuple(pred.shape)}: the network's classes must be class_names."
+            )
+        self._ids.extend(ids)
+        self._preds.append(pred)
+        if self.aggregate is not None:
+            if self.study_key not in batch:
+                raise KeyError(
+                    f"aggregate={self.aggregate!r} needs {self.study_key!r} in every batch: the input list has no "
+                    "study ids (a CXR-LT CSV with a study_id column has them)."
+                )
+            self._studies.extend(str(s) for s in batch[self.study_key])
+
+    def _write(self, engine: Engine) -> None:
+        ids = [i for rank in idist.all_gather(self._ids) for i in rank]
+        studies = [s for rank in idist.all_gather(self._studies) for s in rank]
+        local = np.concatenate(self._preds) if self._preds else np.zeros((0, len(self.class_names)), np.float32)
+        preds = idist.all_gather(torch.from_numpy(local)).numpy()
+        if idist.get_rank() != 0:
+            return
+        frame = pd.DataFrame(preds, columns=list(self.class_names))
+        frame.insert(0, self.id_column, ids)
+        frame = frame.drop_duplicates(self.id_column)  # a DistributedSampler pads with repeated films
+        if self.aggregate is not None:
+            study = pd.Series(studies[: len(ids)], index=range(len(ids))).loc[frame.index]
+            columns = list(self.class_names)
+            frame[columns] = frame.groupby(study.to_numpy())[columns].transform(self.aggregate)
+        if self.expected_ids is not None:
+            scored = set(frame[self.id_column])
+            unread = [i for i in self.expected_ids if i not in scored]
+            frame = frame.set_index(self.id_column).reindex([i for i in self.expected_ids if i in scored]).reset_index()
+            self._report_unreadable(unread)
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(self.output_path, index=False, float_format="%.6f")
+        self.submission = frame
+        self.logger.info("submission: %d films x %d classes written to %s", len(frame), len(self.class_names),
+                         self.output_path)
+
+    def _report_unreadable(self, unread: list[str]) -> None:
+        path = self.output_path.with_suffix(".unreadable.csv")
+        if not unread:
+            path.unlink(missing_ok=True)
+            return
+        pd.DataFrame({self.id_column: unread}).to_csv(path, index=False)
+        self.logger.warning(
+            "%d film(s) could not be read and have no row in the submission (listed in %s): %s%s",
+            len(unread), path, ", ".join(unread[:10]), " ..." if len(unread) > 10 else "",
+        )
