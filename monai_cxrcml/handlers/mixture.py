@@ -201,7 +201,7 @@ class StudentTMixtureHandler:
         labels = proba.argmax(dim=1).cpu().numpy()
         sizes = np.bincount(labels, minlength=proba.shape[1])
         used = sizes[sizes > 0]
-        entropy = -(proba.clamp_min(1e-12).log() * proba).sum(dim=1).mean().item()
+        entropy = max(0.0, -(proba.clamp_min(1e-12).log() * proba).sum(dim=1).mean().item())
         d = {
             "n_films": float(len(labels)),
             "clusters_used": float(len(used)),

@@ -1,0 +1,123 @@
+"""The MONAI bundle end to end on a small phantom: train through ConfigWorkflow and the CLI, evaluate, infer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from monai.bundle import ConfigWorkflow
+
+from monai_cxrcml.data import CXRLT2024_CLASSES
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundle" / "configs"
+TRAIN = [str(CONFIGS / "train.yaml"), str(REPO / "configs" / "demo.yaml")]
+METADATA = str(CONFIGS / "metadata.json")
+
+
+def _small(phantom_dir: Path, output_dir: Path) -> dict:
+    """Overrides that make the demo a one-epoch run on the test phantom."""
+    return {
+        "dataset_dir": str(phantom_dir),
+        "output_dir": str(output_dir),
+        "cache_dir": None,
+        "epochs": 1,
+        "batch_size": 16,
+        "num_workers": 0,
+        "n_bootstrap": 20,
+    }
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _overrides_as_cli(overrides: dict) -> list[str]:
+    return [token for k, v in overrides.items() for token in (f"--{k}", "$None" if v is None else str(v))]
+
+
+@pytest.fixture(scope="module")
+def trained(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One epoch trained through ConfigWorkflow, with its properties checked first."""
+    output_dir = tmp_path_factory.mktemp("run")
+    workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", run_id="training",
+                              **_small(phantom_dir, output_dir))
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    workflow.run()
+    workflow.finalize()
+    return output_dir
+
+
+def _metrics(output_dir: Path) -> dict:
+    return json.loads((output_dir / "metrics.json").read_text())
+
+
+def test_training_writes_metrics_of_all_40_classes_and_checkpoints(trained: Path):
+    metrics = _metrics(trained)
+    for key in ("macro_auc", "base_auc", "rare_auc", "macro_ap", "per_class"):
+        assert key in metrics
+    assert list(metrics["per_class"]) == list(CXRLT2024_CLASSES)
+    assert {"auc", "ap", "n_pos", "group", "ci"} <= set(metrics["per_class"]["Atelectasis"])
+    assert 0.0 <= metrics["macro_auc"] <= 1.0
+    per_class = pd.read_csv(trained / "per_class.csv")
+    assert per_class["class"].tolist() == list(CXRLT2024_CLASSES)
+    assert (trained / "models" / "model.pt").is_file()
+    assert list((trained / "models").glob("last_checkpoint_epoch=1.pt"))
+
+
+def test_evaluate_config_scores_the_saved_checkpoint(trained: Path, phantom_dir: Path, tmp_path: Path):
+    workflow = ConfigWorkflow(
+        config_file=[*TRAIN, str(CONFIGS / "evaluate.yaml")], workflow_type="train", run_id="evaluating",
+        **{**_small(phantom_dir, tmp_path), "ckpt_path": str(trained / "models" / "model.pt")},
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    assert _metrics(tmp_path)["macro_auc"] == pytest.approx(_metrics(trained)["macro_auc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("run_id", ["training", "run"])
+def test_cli_trains_with_either_entry_id(run_id: str, phantom_dir: Path, tmp_path: Path):
+    overrides = _small(phantom_dir, tmp_path / "out")
+    _cli("run", run_id, "--config_file", str(TRAIN), *_overrides_as_cli(overrides), cwd=tmp_path)
+    assert set(_metrics(tmp_path / "out")["per_class"]) == set(CXRLT2024_CLASSES)
+
+
+def test_inference_writes_a_cxrlt_submission(trained: Path, phantom_dir: Path, tmp_path: Path):
+    test_csv = phantom_dir / "test_labeled_task1.csv"
+    overrides = {
+        "dataset_dir": str(phantom_dir),
+        "input": str(test_csv),
+        "output_dir": str(tmp_path),
+        "ckpt_path": str(trained / "models" / "model.pt"),
+        "model_name": "cxrcml-tiny",
+        "normalization": "clip",
+        "num_workers": 0,
+    }
+    workflow = ConfigWorkflow(config_file=str(CONFIGS / "inference.yaml"), workflow_type="infer", **overrides)
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    workflow.run()
+    workflow.finalize()
+    submission = pd.read_csv(tmp_path / "submission.csv")
+    assert submission.columns.tolist() == ["dicom_id", *CXRLT2024_CLASSES]
+    assert submission["dicom_id"].tolist() == pd.read_csv(test_csv)["dicom_id"].tolist()  # every row, every view
+    probabilities = submission[list(CXRLT2024_CLASSES)].to_numpy()
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_metadata_and_network_io_verify(tmp_path: Path):
+    schema = CONFIGS.parent / "docs" / "meta_schema_20240725.json"
+    _cli("verify_metadata", "--meta_file", METADATA, "--filepath", str(schema), cwd=tmp_path)
+    _cli("verify_net_in_out", "network_def", "--meta_file", METADATA, "--config_file", str(CONFIGS / "inference.yaml"),
+         "--ckpt_path", "$None", "--device", "cpu", cwd=tmp_path)
