@@ -95,3 +95,44 @@ def test_transform_shuffle_follows_set_random_state():
     assert len(set(first)) > 1  # a new order at each call
     assert first != captions(1)
     assert MetaLabelCaptiond()({"label": label})["caption"] == meta_label_caption(label, CXRLT2024_CLASSES)
+
+
+def test_positive_subsets_are_non_empty_and_include_single_phrases():
+    names = ["Atelectasis", "Edema", "Nodule", "Pneumothorax"]
+    label = np.array([1, 1, 1, 0])
+    rng = np.random.default_rng(0)
+    draws = [meta_label_caption(label, names, positive_subset=True, rng=rng) for _ in range(200)]
+    phrases = [set(d.split(", ")) for d in draws]
+    full = {"atelectasis is present", "edema is present", "nodule is present"}
+    assert all(p and p <= full for p in phrases)
+    sizes = {len(p) for p in phrases}
+    assert sizes == {1, 2, 3}
+    assert "pneumothorax is present" not in " ".join(draws)
+
+
+def test_absent_phrases_name_known_negatives_only():
+    names = ["Atelectasis", "Edema", "Nodule", "Normal"]
+    label, mask = np.array([1, 0, 0, 0]), np.array([1, 1, 0, 1])
+    rng = np.random.default_rng(1)
+    draws = [meta_label_caption(label, names, mask=mask, negative_probability=0.5, max_negatives=2, rng=rng)
+             for _ in range(300)]
+    with_negatives = [d for d in draws if "absent" in d]
+    assert 0.35 < len(with_negatives) / len(draws) < 0.65
+    assert all(d.startswith("atelectasis is present") for d in draws)
+    assert not any("nodule" in d for d in draws)  # masked: unknown, never named
+    assert {"edema is absent", "normal is absent"} == {p for d in with_negatives for p in d.split(", ")[1:]}
+    # an image without positives gets only absent phrases, or the empty caption
+    empty = [meta_label_caption([0, 0, 0, 0], names, negative_probability=1.0, rng=rng) for _ in range(20)]
+    assert all(d != "no finding" and "present" not in d for d in empty)
+    assert meta_label_caption([0, 0, 0, 0], names) == "no finding"
+
+
+def test_transform_recipe_is_repeatable_with_its_seed():
+    names = list(CXRLT2024_CLASSES)
+    label = np.zeros(len(names))
+    label[[0, 4, 25]] = 1
+    make = lambda: MetaLabelCaptiond(class_names=names, shuffle=True, positive_subset=True, negative_probability=0.5)
+    a, b = make().set_random_state(7), make().set_random_state(7)
+    assert [a({"label": label})["caption"] for _ in range(5)] == [b({"label": label})["caption"] for _ in range(5)]
+    with pytest.raises(ValueError, match="negative_probability"):
+        MetaLabelCaptiond(class_names=names, negative_probability=1.5)

@@ -2,10 +2,22 @@
 
 ``[0, 1, 0, ..., 1]`` over ``("Adenopathy", ..., "Pleural Effusion")`` ->
 ``"adenopathy is present, pleural effusion is present"``; an image with no positive finding gets an explicit
-caption (``"no finding"``). :func:`finding_phrases` and :func:`join_phrases` are the two steps, so a caption recipe
-(random subsets, phrases for absent findings) can recombine them; :func:`meta_label_caption` is the paper's recipe,
-optionally with the phrase order shuffled; :class:`MetaLabelCaptiond` applies it to a MONAI data dictionary,
-re-drawing the order on every call.
+caption (``"no finding"``). :func:`finding_phrases` and :func:`join_phrases` are the two steps;
+:func:`meta_label_caption` is the paper's recipe plus three training-time augmentations, each a knob:
+
+``shuffle``
+    phrases in random order;
+``positive_subset``
+    a random non-empty subset of the positive findings (its size uniform in 1..n, so single phrases are common)
+    instead of all of them, so the text tower learns to read one finding alone, as a zero-shot prompt names it;
+``negative_probability`` / ``max_negatives``
+    with this probability, 1..``max_negatives`` phrases for random *known negative* findings
+    (``negative_template``, "x is absent"), so the text tower meets the negated form the negative prompt uses.
+
+Measured on the phantom (../BENCHMARKS.md, "Zero-shot from scratch"): with the paper's full captions a tiny CLIP
+trained from scratch learns the image signs but scores near chance zero-shot; subsets plus absent phrases close
+most of the gap to a linear probe. :class:`MetaLabelCaptiond` applies the recipe to a MONAI data dictionary,
+re-drawing it on every call (every epoch).
 """
 
 from __future__ import annotations
@@ -27,6 +39,11 @@ def _vector(values: Any, size: int, what: str) -> np.ndarray:
     if vector.size != size:
         raise ValueError(f"{what} has {vector.size} values but there are {size} class names.")
     return vector
+
+
+def _integer(rng: np.random.Generator | np.random.RandomState, low: int, high: int) -> int:
+    """A uniform integer in [low, high) from either numpy generator API (MONAI's ``Randomizable.R`` is a RandomState)."""
+    return int(rng.integers(low, high) if isinstance(rng, np.random.Generator) else rng.randint(low, high))
 
 
 def _check_template(template: str) -> None:
@@ -81,6 +98,10 @@ def meta_label_caption(
     empty_caption: str = "no finding",
     template: str = "{} is present",
     separator: str = ", ",
+    positive_subset: bool = False,
+    negative_probability: float = 0.0,
+    max_negatives: int = 2,
+    negative_template: str = "{} is absent",
 ) -> str:
     """The meta-label caption of one image.
 
@@ -101,6 +122,11 @@ def meta_label_caption(
         Caption of an image without a known positive finding.
     template, separator
         Phrase format and the text between phrases.
+    positive_subset
+        Name a random non-empty subset of the positive findings (size uniform in 1..n) instead of all.
+    negative_probability, max_negatives, negative_template
+        With probability ``negative_probability``, add 1..``max_negatives`` phrases (``negative_template``) for
+        findings randomly drawn among the known negatives.
 
     Examples
     --------
@@ -108,8 +134,21 @@ def meta_label_caption(
     'adenopathy is present, pleural effusion is present'
     """
     phrases = finding_phrases(label, class_names, mask, template)
+    randomised = shuffle or positive_subset or negative_probability > 0
+    rng = (np.random.default_rng() if rng is None else rng) if randomised else None
+    if positive_subset and len(phrases) > 1:
+        keep = rng.choice(len(phrases), size=_integer(rng, 1, len(phrases) + 1), replace=False)
+        phrases = [phrases[i] for i in sorted(keep)]
+    if negative_probability > 0 and rng.random() < negative_probability:
+        _check_template(negative_template)
+        values = _vector(label, len(class_names), "label")
+        known = np.ones(values.shape, dtype=bool) if mask is None else _vector(mask, len(class_names), "mask") > 0
+        negatives = np.flatnonzero(known & (values <= 0.5))
+        if len(negatives):
+            drawn = rng.choice(negatives, size=min(len(negatives), _integer(rng, 1, max_negatives + 1)), replace=False)
+            phrases += [negative_template.format(finding_phrase(class_names[i])) for i in sorted(drawn)]
     if shuffle and len(phrases) > 1:
-        order = (np.random.default_rng() if rng is None else rng).permutation(len(phrases))
+        order = rng.permutation(len(phrases))
         phrases = [phrases[i] for i in order]
     return join_phrases(phrases, separator, empty_caption)
 
@@ -117,8 +156,8 @@ def meta_label_caption(
 class MetaLabelCaptiond(MapTransform, Randomizable):
     """Write the meta-label caption of ``data[label_key]`` to ``data[caption_key]``.
 
-    With ``shuffle=True`` the phrase order is drawn from ``self.R`` on every call, so each epoch sees the findings
-    in a new order; ``set_random_state`` (or MONAI's ``DataLoader`` worker seeding) makes it repeatable.
+    Random choices (order, subset, absent phrases) are drawn from ``self.R`` on every call, so each epoch sees a
+    new caption; ``set_random_state`` (or MONAI's ``DataLoader`` worker seeding) makes it repeatable.
 
     Parameters
     ----------
@@ -131,8 +170,9 @@ class MetaLabelCaptiond(MapTransform, Randomizable):
     mask_key
         Key of the ``[C]`` known-label mask; used when the dictionary has it (``LabelTable.to_datalist`` items
         do), all labels count as known otherwise. ``None`` ignores masks.
-    shuffle, empty_caption, template, separator
-        As in :func:`meta_label_caption`.
+    shuffle, empty_caption, template, separator, positive_subset, negative_probability, max_negatives,
+    negative_template
+        As in :func:`meta_label_caption` (the recipe knobs, re-drawn on every call).
     allow_missing_keys
         Skip dictionaries without ``label_key`` instead of raising ``KeyError``.
     """
@@ -147,6 +187,10 @@ class MetaLabelCaptiond(MapTransform, Randomizable):
         empty_caption: str = "no finding",
         template: str = "{} is present",
         separator: str = ", ",
+        positive_subset: bool = False,
+        negative_probability: float = 0.0,
+        max_negatives: int = 2,
+        negative_template: str = "{} is absent",
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, label_key, allow_missing_keys)
@@ -157,7 +201,18 @@ class MetaLabelCaptiond(MapTransform, Randomizable):
         self.empty_caption = empty_caption
         self.template = template
         self.separator = separator
+        if not 0 <= negative_probability <= 1:
+            raise ValueError(f"negative_probability must be in [0, 1], got {negative_probability}.")
+        if max_negatives < 1:
+            raise ValueError(f"max_negatives must be >= 1, got {max_negatives}.")
+        self.recipe = {
+            "positive_subset": positive_subset,
+            "negative_probability": negative_probability,
+            "max_negatives": max_negatives,
+            "negative_template": negative_template,
+        }
         _check_template(template)
+        _check_template(negative_template)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -172,5 +227,6 @@ class MetaLabelCaptiond(MapTransform, Randomizable):
                 empty_caption=self.empty_caption,
                 template=self.template,
                 separator=self.separator,
+                **self.recipe,
             )
         return d

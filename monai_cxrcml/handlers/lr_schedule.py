@@ -1,0 +1,75 @@
+"""The learning-rate schedule of a training run as one MONAI ``LrScheduleHandler``, chosen by name.
+
+``"plateau"`` (the paper's)
+    ``ReduceLROnPlateau`` on the validation key metric (macro AUC, ``mode="max"``), stepped after each validation.
+    Right when training starts from CheXzero weights, whose zero-shot AUC is informative from epoch 1.
+``"warmup_cosine"``
+    Linear warm-up over ``warmup_steps`` iterations, then cosine decay to ``end_lr`` at the last iteration,
+    stepped every iteration. Needed from scratch (the tiny demo models): the contrastive loss sits on its
+    ln(batch) plateau for several epochs, validation AUC stays flat, and a plateau schedule divides the rate by
+    10 every ``patience + 1`` epochs before anything was learned (measured in ../BENCHMARKS.md).
+
+Only the chosen scheduler is built: a second scheduler on the same optimizer would rewrite its learning rate.
+"""
+
+from __future__ import annotations
+
+import torch
+from ignite.engine import Engine
+from monai.handlers import LrScheduleHandler
+from monai.optimizers import WarmupCosineSchedule
+
+__all__ = ["lr_schedule_handler", "LR_SCHEDULES"]
+
+LR_SCHEDULES = ("plateau", "warmup_cosine")
+
+
+def lr_schedule_handler(
+    optimizer: torch.optim.Optimizer,
+    schedule: str = "plateau",
+    validator: Engine | None = None,
+    metric_name: str = "macro_auc",
+    factor: float = 0.1,
+    patience: int = 2,
+    warmup_steps: int = 100,
+    total_steps: int | None = None,
+    end_lr: float = 0.0,
+) -> LrScheduleHandler:
+    """Build the scheduler named ``schedule`` and the handler that steps it.
+
+    Parameters
+    ----------
+    optimizer
+        The training optimizer.
+    schedule
+        ``"plateau"`` or ``"warmup_cosine"`` (see the module docstring).
+    validator, metric_name
+        For ``"plateau"``: the evaluator whose ``state.metrics[metric_name]`` is watched (higher is better).
+    factor, patience
+        For ``"plateau"``: the rate is multiplied by ``factor`` after ``patience`` validations without progress.
+    warmup_steps, total_steps, end_lr
+        For ``"warmup_cosine"``: iterations of warm-up, iterations in the whole run (epochs x iterations per
+        epoch) and the final rate.
+
+    Returns
+    -------
+    LrScheduleHandler
+        Attach it to the trainer after the ``ValidationHandler``; its ``lr_scheduler`` goes into checkpoints.
+    """
+    if schedule == "plateau":
+        if validator is None:
+            raise ValueError("schedule='plateau' watches a validation metric: pass validator=@validate#evaluator.")
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=factor, patience=patience)
+        return LrScheduleHandler(
+            scheduler, print_lr=True, epoch_level=True,
+            step_transform=lambda engine: validator.state.metrics[metric_name],
+        )
+    if schedule == "warmup_cosine":
+        if total_steps is None or total_steps <= warmup_steps:
+            raise ValueError(
+                f"schedule='warmup_cosine' needs total_steps > warmup_steps ({total_steps} vs {warmup_steps}): "
+                "total_steps = epochs x iterations per epoch."
+            )
+        scheduler = WarmupCosineSchedule(optimizer, warmup_steps=warmup_steps, t_total=total_steps, end_lr=end_lr)
+        return LrScheduleHandler(scheduler, print_lr=False, epoch_level=False)
+    raise ValueError(f"lr_schedule={schedule!r} is not one of {LR_SCHEDULES}.")
