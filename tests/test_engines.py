@@ -192,3 +192,15 @@ def test_trained_model_beats_chance_zero_shot():
     )
     evaluator.run()
     assert evaluator.state.metrics["macro_auc"] > 0.7
+
+
+def test_component_selection_fixes_k_at_the_first_fit(model):
+    handler = _mixture_handler(component_selection="heldout", component_candidates=(2, 3))
+    _trainer(model, handlers=[handler], max_epochs=2).run()
+    assert handler.mixture.n_components in (2, 3)
+    assert handler.responsibilities.shape == (N, handler.mixture.n_components)
+    restored = _mixture_handler()
+    restored.load_state_dict(handler.state_dict())
+    assert restored.mixture.n_components == handler.mixture.n_components
+    with pytest.raises(ValueError, match="memory bank"):
+        _mixture_handler("batch", component_selection="bic")

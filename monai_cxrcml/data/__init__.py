@@ -29,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "groups": ("GROUP_RULES", "base_rare_groups", "group_rule", "grouping_counts", "prevalence_groups"),
     "mimic": ("FRONTAL_VIEWS", "mimic_relative_path", "read_mimic_chexpert"),
     "phantom": ("ensure_phantom", "make_phantom"),
+    "sampler": ("ClusterBalancedSampler",),
     "splits": (
         "fold_report",
         "fold_split",

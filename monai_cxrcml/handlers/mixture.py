@@ -41,6 +41,7 @@ from monai.engines.utils import IterationEvents
 from sklearn.metrics import adjusted_mutual_info_score
 
 from monai_cxrcml.mixture import StudentTMixture
+from monai_cxrcml.mixture.selection import SELECTION_CRITERIA, select_n_components
 
 __all__ = ["StudentTMixtureHandler", "SCHEDULES"]
 
@@ -72,6 +73,12 @@ class StudentTMixtureHandler:
         Optional true labels [N, C] of the training films, only for the AMI diagnostic.
     min_fit_fraction
         Share of the bank that must hold embeddings before a bank refit runs.
+    component_selection
+        None keeps the mixture's ``n_components``; ``"bic"`` or ``"heldout"`` chooses K among
+        ``component_candidates`` at the first bank fit (:func:`~monai_cxrcml.mixture.selection.select_n_components`)
+        and keeps it for the rest of the run.
+    component_candidates
+        Values of K tried by ``component_selection``.
     logger_name
         Logger for the per-fit diagnostics.
     """
@@ -88,12 +95,18 @@ class StudentTMixtureHandler:
         id_key: str = "sample_id",
         reference_labels: np.ndarray | None = None,
         min_fit_fraction: float = 0.5,
+        component_selection: str | None = None,
+        component_candidates: tuple[int, ...] = (10, 20, 40, 80),
         logger_name: str = "monai_cxrcml",
     ) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not one of {SCHEDULES}.")
         if num_samples < 1:
             raise ValueError(f"num_samples={num_samples}: the training set is empty.")
+        if component_selection not in (None, *SELECTION_CRITERIA):
+            raise ValueError(f"component_selection={component_selection!r} is not one of None, {SELECTION_CRITERIA}.")
+        if component_selection is not None and schedule == "batch":
+            raise ValueError("component_selection needs the memory bank: use schedule='epoch' or 'iteration'.")
         if schedule == "iteration" and refit_interval < 1:
             raise ValueError(f"refit_interval={refit_interval} must be >= 1 with schedule='iteration'.")
         self.num_samples = num_samples
@@ -106,6 +119,8 @@ class StudentTMixtureHandler:
         self.id_key = id_key
         self.reference_labels = None if reference_labels is None else _label_combinations(reference_labels)
         self.min_fit_fraction = min_fit_fraction
+        self.component_selection = component_selection
+        self.component_candidates = tuple(component_candidates)
         self.logger = logging.getLogger(logger_name)
         self.bank: torch.Tensor | None = None  # [N, D]
         self.filled: torch.Tensor | None = None  # [N] bool
@@ -137,6 +152,8 @@ class StudentTMixtureHandler:
         if self.filled.float().mean().item() < self.min_fit_fraction:
             return
         ids = torch.nonzero(self.filled).squeeze(1)
+        if self.component_selection is not None and self.n_fits == 0:
+            self._select_components(self.bank[ids])
         self._fit(engine, self.bank[ids], ids, log_level=logging.INFO)
 
     def _publish(self, engine: Engine) -> None:
@@ -154,6 +171,13 @@ class StudentTMixtureHandler:
         if self.ramp_epochs <= 0:
             return 1.0
         return float(min(1.0, (engine.state.epoch - self.first_fit_epoch) / self.ramp_epochs))
+
+    def _select_components(self, features: torch.Tensor) -> None:
+        best, scores = select_n_components(features, self.mixture, self.component_candidates,
+                                           self.component_selection)
+        self.mixture.n_components = best
+        self.logger.info("mixture: K = %d chosen by %s among %s", best, self.component_selection,
+                         ", ".join(f"{k}: {v:.4g}" for k, v in scores.items()))
 
     def _store(self, features: torch.Tensor, ids: torch.Tensor) -> None:
         if self.bank is None:
@@ -228,12 +252,14 @@ class StudentTMixtureHandler:
             "responsibilities": self.responsibilities,
             "first_fit_epoch": self.first_fit_epoch,
             "n_fits": self.n_fits,
+            "n_components": self.mixture.n_components,
             "mixture": self.mixture.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for key in ("bank", "filled", "pseudo_labels", "responsibilities", "first_fit_epoch", "n_fits"):
             setattr(self, key, state[key])
+        self.mixture.n_components = int(state["n_components"])
         self.mixture.load_state_dict(state["mixture"])
         self.mixture.warm_start = self.n_fits > 0
 

@@ -2,6 +2,16 @@
 
 from .gaussian import GaussianMixture
 from .kmeans import kmeans, kmeans_plusplus, lloyd
+from .selection import bic, n_parameters, select_n_components
 from .student_t import StudentTMixture
 
-__all__ = ["StudentTMixture", "GaussianMixture", "kmeans", "kmeans_plusplus", "lloyd"]
+__all__ = [
+    "GaussianMixture",
+    "StudentTMixture",
+    "bic",
+    "kmeans",
+    "kmeans_plusplus",
+    "lloyd",
+    "n_parameters",
+    "select_n_components",
+]
