@@ -121,3 +121,26 @@ def test_metadata_and_network_io_verify(tmp_path: Path):
     _cli("verify_metadata", "--meta_file", METADATA, "--filepath", str(schema), cwd=tmp_path)
     _cli("verify_net_in_out", "network_def", "--meta_file", METADATA, "--config_file", str(CONFIGS / "inference.yaml"),
          "--ckpt_path", "$None", "--device", "cpu", cwd=tmp_path)
+
+
+EXPERIMENTS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.name != "demo.yaml")
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_experiment_config_builds_a_trainer(config: Path, phantom_dir: Path, tmp_path: Path):
+    workflow = ConfigWorkflow(config_file=[*TRAIN, str(config)], workflow_type="train", **_small(phantom_dir, tmp_path))
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.state.max_epochs == 1
+
+
+def test_pretrained_baseline_is_scored_without_training(phantom_dir: Path, tmp_path: Path):
+    workflow = ConfigWorkflow(
+        config_file=[*TRAIN, str(REPO / "configs" / "ablations" / "chexzero_zeroshot.yaml")], workflow_type="train",
+        **_small(phantom_dir, tmp_path),
+    )
+    workflow.initialize()
+    workflow.run()
+    assert set(_metrics(tmp_path)["per_class"]) == set(CXRLT2024_CLASSES)
+    assert not (tmp_path / "models").exists()  # nothing was trained or saved
