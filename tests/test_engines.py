@@ -204,3 +204,20 @@ def test_component_selection_fixes_k_at_the_first_fit(model):
     assert restored.mixture.n_components == handler.mixture.n_components
     with pytest.raises(ValueError, match="memory bank"):
         _mixture_handler("batch", component_selection="bic")
+
+
+def test_non_finite_embeddings_get_no_pseudo_label():
+    from ignite.engine import Engine
+
+    handler = _mixture_handler()
+    features = torch.randn(N, 8, generator=torch.Generator().manual_seed(0))
+    features[[0, 1, 17]] = float("nan")
+    handler._store(features, torch.arange(N))
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch = 1
+    with pytest.warns(RuntimeWarning, match="NaN or inf"):
+        handler._refit_bank(engine)
+    assert (handler.pseudo_labels[[0, 1, 17]] == -1).all()
+    assert (handler.pseudo_labels[2:17] >= 0).all()
+    assert torch.isfinite(handler.responsibilities).all()
+    assert engine.state.metric_loss_scale == 1.0

@@ -201,13 +201,14 @@ class StudentTMixtureHandler:
         if self.pseudo_labels is None:
             self.pseudo_labels = torch.full((self.num_samples,), -1, dtype=torch.long, device=features.device)
             self.responsibilities = torch.zeros(self.num_samples, k, device=features.device)
-        self.pseudo_labels[ids] = proba.argmax(dim=1)
+        labels = _hard_labels(proba)
+        self.pseudo_labels[ids] = labels
         self.responsibilities[ids] = 0.0
         self.responsibilities[ids, : proba.shape[1]] = proba.to(self.responsibilities.dtype)
         if self.first_fit_epoch is None:
             self.first_fit_epoch = engine.state.epoch
         self.n_fits += 1
-        self.last_diagnostics = self._diagnostics(proba, ids, seconds)
+        self.last_diagnostics = self._diagnostics(proba, labels, ids, seconds)
         engine.state.metrics.update({f"mixture_{key}": value for key, value in self.last_diagnostics.items()})
         self._publish(engine)
         if self.logger.isEnabledFor(log_level):
@@ -221,11 +222,15 @@ class StudentTMixtureHandler:
                 f", AMI vs findings {d['ami']:.3f}" if "ami" in d else "",
             )
 
-    def _diagnostics(self, proba: torch.Tensor, ids: torch.Tensor, seconds: float) -> dict[str, float]:
-        labels = proba.argmax(dim=1).cpu().numpy()
-        sizes = np.bincount(labels, minlength=proba.shape[1])
+    def _diagnostics(
+        self, proba: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor, seconds: float
+    ) -> dict[str, float]:
+        labels = labels.cpu().numpy()
+        assigned = labels >= 0
+        sizes = np.bincount(labels[assigned], minlength=proba.shape[1])
         used = sizes[sizes > 0]
-        entropy = max(0.0, -(proba.clamp_min(1e-12).log() * proba).sum(dim=1).mean().item())
+        row_entropy = -(proba.clamp_min(1e-12).log() * proba).sum(dim=1)
+        entropy = max(0.0, row_entropy[torch.from_numpy(assigned).to(proba.device)].mean().item())
         d = {
             "n_films": float(len(labels)),
             "clusters_used": float(len(used)),
@@ -239,7 +244,8 @@ class StudentTMixtureHandler:
             "seconds": seconds,
         }
         if self.reference_labels is not None:
-            d["ami"] = float(adjusted_mutual_info_score(self.reference_labels[ids.cpu().numpy()], labels))
+            reference = self.reference_labels[ids.cpu().numpy()]
+            d["ami"] = float(adjusted_mutual_info_score(reference[assigned], labels[assigned]))
         return d
 
     # ------------------------------------------------------------------------------------------ checkpoint
@@ -262,6 +268,12 @@ class StudentTMixtureHandler:
         self.mixture.n_components = int(state["n_components"])
         self.mixture.load_state_dict(state["mixture"])
         self.mixture.warm_start = self.n_fits > 0
+
+
+def _hard_labels(proba: torch.Tensor) -> torch.Tensor:
+    """Most responsible component of each row [N]; -1 for rows no component claims (non-finite embeddings)."""
+    labels = proba.argmax(dim=1)
+    return torch.where(proba.sum(dim=1) > 0, labels, torch.full_like(labels, -1))
 
 
 def _label_combinations(labels: np.ndarray) -> np.ndarray:
