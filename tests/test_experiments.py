@@ -1,0 +1,79 @@
+"""Experiment runner: cross-validation over folds and seeds, summaries, Table 2 and paired tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monai_cxrcml.experiments import collect_runs, compare, paired_test, run_dir, run_experiment, summarise
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fake_experiment(root: Path, name: str, aucs: dict[tuple[int, int], tuple[float, float, float]]) -> Path:
+    for (fold, seed), (macro, base, rare) in aucs.items():
+        out = run_dir(root / name, fold, seed)
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps(
+            {"macro_auc": macro, "base_auc": base, "rare_auc": rare, "macro_ap": 0.2, "per_class": {}}))
+    return root / name
+
+
+def test_summary_is_mean_and_std_over_runs(tmp_path: Path):
+    exp = _fake_experiment(tmp_path, "a", {(0, 0): (0.70, 0.72, 0.65), (1, 0): (0.74, 0.76, 0.69)})
+    (exp / "not-a-run").mkdir()
+    runs = collect_runs(exp)
+    assert runs[["fold", "seed"]].values.tolist() == [[0, 0], [1, 0]]
+    summary = summarise(exp)
+    assert summary.loc["macro_auc", "mean"] == pytest.approx(0.72)
+    assert summary.loc["macro_auc", "std"] == pytest.approx(np.std([0.70, 0.74], ddof=1))
+    assert summary.loc["rare_auc", "runs"] == 2
+
+
+def test_compare_writes_table_two_and_paired_tests(tmp_path: Path):
+    keys = [(0, s) for s in range(5)]
+    rng = np.random.default_rng(0)
+    base = {k: (0.70 + 0.01 * i, 0.71, 0.60 + 0.01 * i) for i, k in enumerate(keys)}
+    better = {k: (m + 0.02, b, r + 0.05 + rng.normal(0, 0.005)) for k, (m, b, r) in base.items()}
+    a = _fake_experiment(tmp_path, "contrastive", base)
+    b = _fake_experiment(tmp_path, "cxrcml", better)
+    table = compare([a, b], baseline="contrastive")
+    assert "| experiment | runs | total | base | rare |" in table
+    assert "| cxrcml | 5 | 0.740 ± 0.016 |" in table
+    rare_row = next(line for line in table.splitlines() if line.startswith("| cxrcml | rare |"))
+    assert "+0.05" in rare_row and "| 5 |" in rare_row
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        compare([a, b], baseline="nope")
+
+
+def test_paired_test_pairs_by_run_and_handles_too_few_pairs():
+    index = pd.MultiIndex.from_tuples([(0, 0), (0, 1), (0, 2), (0, 3)], names=["fold", "seed"])
+    a = pd.Series([0.60, 0.62, 0.61, 0.63], index=index)
+    b = pd.Series([0.65, 0.66, 0.67, 0.66], index=index[::-1])[index]  # same runs, other order
+    t = paired_test(a, b)
+    assert t["pairs"] == 4 and t["mean_diff"] == pytest.approx(np.mean(b - a))
+    assert t["ci_low"] < t["mean_diff"] < t["ci_high"] and t["p_ttest"] < 0.05
+    assert np.isnan(paired_test(a.iloc[:1], b.iloc[:1])["p_ttest"])
+
+
+def test_missing_config_is_named(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        run_experiment("x", [tmp_path / "nope.yaml"], tmp_path, bundle_config=REPO / "bundle/configs/train.yaml")
+
+
+@pytest.mark.slow
+def test_cross_validation_runner_trains_each_fold_and_resumes(phantom_dir: Path, tmp_path: Path):
+    overrides = {"dataset_dir": str(phantom_dir), "cache_dir": None, "epochs": 1, "batch_size": 16,
+                 "num_workers": 0, "n_bootstrap": 0, "num_folds": 2}
+    exp = run_experiment("cv", [REPO / "configs" / "demo.yaml"], tmp_path, folds=(0, 1), overrides=overrides,
+                         probe=True, bundle_config=REPO / "bundle/configs/train.yaml")
+    runs = collect_runs(exp)
+    assert runs["fold"].tolist() == [0, 1] and runs["probe_macro_auc"].notna().all()
+    stamp = (run_dir(exp, 0, 0) / "metrics.json").stat().st_mtime_ns
+    run_experiment("cv", [REPO / "configs" / "demo.yaml"], tmp_path, folds=(0, 1), overrides=overrides,
+                   bundle_config=REPO / "bundle/configs/train.yaml")
+    assert (run_dir(exp, 0, 0) / "metrics.json").stat().st_mtime_ns == stamp  # finished runs are not repeated
