@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from ignite.engine import Engine, EventEnum, Events
 from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator
@@ -26,9 +27,10 @@ class ZeroShotEvaluator(SupervisedEvaluator):
     At the start of every run the class prompts are encoded once with the model's text tower (so an evaluator
     attached to a training run sees the text tower as trained so far) and the image tower is shared with the
     training model, not copied. Each iteration's output holds ``pred`` (probabilities [B, C], scaled by the
-    model's logit scale), ``label`` [B, C] and, when the batch carries them, ``label_mask``, ``subject_id`` and
-    ``dicom_id``, so :class:`~monai_cxrcml.handlers.MultiLabelAUC` can mask unknown labels and bootstrap by
-    patient.
+    model's logit scale), ``label`` [B, C], ``image_features`` (the L2-normalised image embeddings [B, D] the
+    scores were computed from, taken from the same forward pass) and, when the batch carries them, ``label_mask``,
+    ``subject_id`` and ``dicom_id``, so :class:`~monai_cxrcml.handlers.MultiLabelAUC` can mask unknown labels and
+    bootstrap by patient and :class:`~monai_cxrcml.handlers.PredictionWriter` can save the embeddings.
 
     Parameters
     ----------
@@ -107,6 +109,13 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         self.clip_model.train(was_training)
 
     def _iteration(self, engine: ZeroShotEvaluator, batchdata: dict[str, Any]) -> dict:
-        output = super()._iteration(engine, batchdata)
+        features: list[torch.Tensor] = []
+        hook = self.network.visual.register_forward_hook(lambda module, args, out: features.append(out.detach()))
+        try:
+            output = super()._iteration(engine, batchdata)
+        finally:
+            hook.remove()
+        if len(features) == 1:  # one image-tower call (an inferer that calls it more often has no single embedding)
+            output["image_features"] = F.normalize(features[0].float(), dim=-1)
         output.update({k: batchdata[k] for k in self.passthrough_keys if k in batchdata})
         return output

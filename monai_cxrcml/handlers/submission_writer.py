@@ -12,6 +12,8 @@ import pandas as pd
 import torch
 from ignite.engine import Engine, Events
 
+from monai_cxrcml.data.films import FilmReadError, read_film
+
 __all__ = ["SubmissionWriter", "AGGREGATIONS"]
 
 AGGREGATIONS = ("mean", "max")
@@ -23,18 +25,22 @@ class SubmissionWriter:
     The columns follow ``class_names`` exactly (CXR-LT's submission order when those are the CXR-LT classes);
     the rows follow ``expected_ids`` (the datalist's order, e.g. the test CSV's rows) when given, else the order
     films were scored. Films of ``expected_ids`` that produced no prediction (unreadable films skipped under
-    ``on_error="skip"``) are named in the log and listed in ``<output>.unreadable.csv``. With ``aggregate`` every
+    ``on_error="skip"``) are named in the log and listed in ``<output>.unreadable.csv`` (with their path and the
+    reason when ``expected_images`` is given: the film is read once more after the run to say what is wrong with
+    it, since a skipped sample cannot carry its error out of MONAI's ``Compose``). With ``aggregate`` every
     film of a study gets the study's mean or maximum probability (CXR-LT labels are study level). Under
     ``ignite.distributed`` the predictions of all ranks are gathered and rank 0 writes.
 
     Parameters
     ----------
     output_path
-        The submission CSV to write (folders are created).
+        The submission CSV to write (folders are created); None keeps the table in :attr:`submission` only.
     class_names
         The C class columns, in order.
     expected_ids
         Ids of every film that should get a row, in row order.
+    expected_images
+        The film path of each of ``expected_ids`` (same order), to name and diagnose unreadable films.
     id_column
         Name of the first column (``dicom_id`` for CXR-LT; ``path`` for a folder).
     id_key, pred_key
@@ -43,11 +49,19 @@ class SubmissionWriter:
         None, ``"mean"`` or ``"max"`` over the films of a study (needs ``study_key`` in the batches).
     study_key
         Batch key of the study id.
+
+    Attributes
+    ----------
+    submission
+        The table written (``id_column`` + class columns), set when the run completes.
+    unreadable
+        One row per film of ``expected_ids`` without a prediction: ``id_column``, and ``image`` and ``reason`` when
+        ``expected_images`` is given.
     """
 
     def __init__(
         self,
-        output_path: str | Path,
+        output_path: str | Path | None,
         class_names: Sequence[str],
         expected_ids: Sequence[str] | None = None,
         id_column: str = "dicom_id",
@@ -55,12 +69,16 @@ class SubmissionWriter:
         pred_key: str = "pred",
         aggregate: str | None = None,
         study_key: str = "study_id",
+        expected_images: Sequence[str] | None = None,
     ) -> None:
         if aggregate not in (None, *AGGREGATIONS):
             raise ValueError(f"aggregate={aggregate!r} is not one of None, {AGGREGATIONS}.")
-        self.output_path = Path(output_path)
+        if expected_images is not None and (expected_ids is None or len(expected_images) != len(expected_ids)):
+            raise ValueError("expected_images needs expected_ids of the same length (one film path per id).")
+        self.output_path = None if output_path is None else Path(output_path)
         self.class_names = tuple(class_names)
         self.expected_ids = None if expected_ids is None else [str(i) for i in expected_ids]
+        self.expected_images = None if expected_images is None else [str(i) for i in expected_images]
         self.id_column = id_column
         self.id_key = id_key
         self.pred_key = pred_key
@@ -68,6 +86,7 @@ class SubmissionWriter:
         self.study_key = study_key
         self.logger = logging.getLogger("monai_cxrcml")
         self.submission: pd.DataFrame | None = None
+        self.unreadable: pd.DataFrame | None = None
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._reset)
@@ -107,6 +126,8 @@ class SubmissionWriter:
         preds = idist.all_gather(torch.from_numpy(local)).numpy()
         if idist.get_rank() != 0:
             return
+        if self.output_path is not None:
+            self.output_path.parent.mkdir(parents=True, exist_ok=True)
         frame = pd.DataFrame(preds, columns=list(self.class_names))
         frame.insert(0, self.id_column, ids)
         frame = frame.drop_duplicates(self.id_column)  # a DistributedSampler pads with repeated films
@@ -119,19 +140,42 @@ class SubmissionWriter:
             unread = [i for i in self.expected_ids if i not in scored]
             frame = frame.set_index(self.id_column).reindex([i for i in self.expected_ids if i in scored]).reset_index()
             self._report_unreadable(unread)
-        self.output_path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(self.output_path, index=False, float_format="%.6f")
         self.submission = frame
+        if self.output_path is None:
+            return
+        frame.to_csv(self.output_path, index=False, float_format="%.6f")
         self.logger.info("submission: %d films x %d classes written to %s", len(frame), len(self.class_names),
                          self.output_path)
 
     def _report_unreadable(self, unread: list[str]) -> None:
-        path = self.output_path.with_suffix(".unreadable.csv")
+        table = pd.DataFrame({self.id_column: unread})
+        if self.expected_images is not None:
+            image_of = dict(zip(self.expected_ids, self.expected_images))
+            table["image"] = [image_of[i] for i in unread]
+            table["reason"] = [_unreadable_reason(path) for path in table["image"]]
+        self.unreadable = table
+        path = None if self.output_path is None else self.output_path.with_suffix(".unreadable.csv")
         if not unread:
-            path.unlink(missing_ok=True)
+            if path is not None:
+                path.unlink(missing_ok=True)
             return
-        pd.DataFrame({self.id_column: unread}).to_csv(path, index=False)
+        if path is not None:
+            table.to_csv(path, index=False)
+        reasons = table["reason"] if "reason" in table else None
+        shown = unread[:10] if reasons is None else [f"{i} ({r})" for i, r in zip(unread[:10], reasons)]
         self.logger.warning(
-            "%d film(s) could not be read and have no row in the submission (listed in %s): %s%s",
-            len(unread), path, ", ".join(unread[:10]), " ..." if len(unread) > 10 else "",
+            "%d film(s) could not be read and have no row in the submission%s: %s%s",
+            len(unread), "" if path is None else f" (listed in {path})", "; ".join(shown),
+            " ..." if len(unread) > 10 else "",
         )
+
+
+def _unreadable_reason(path: str) -> str:
+    """What is wrong with a film that was skipped during the run (read again, in full, to find out)."""
+    try:
+        read_film(path)
+    except FilmReadError as e:
+        return e.reason
+    except Exception as e:  # noqa: BLE001 - only to describe the failure; the run has already skipped the film
+        return f"{type(e).__name__}: {e}"
+    return "skipped during the run but readable now (a transient I/O error?): run inference again"
