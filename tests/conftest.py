@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-# Two cores are shared by data-loader workers and torch: keep intra-op threads modest and runs repeatable.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: tests run beside data-loader workers and subprocesses on small machines, where more threads
+# oversubscribe the cores and make torch 3-10x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -250,6 +250,7 @@ def test_bad_arguments_and_folders_are_refused(
             "labels.csv",
             "mimic-cxr-2.0.0-metadata.csv",
             "mimic-cxr-2.0.0-chexpert.csv",
+            "phantom.json",
             *SPLIT_FILES.values(),
         ]
     )

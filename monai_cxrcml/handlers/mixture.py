@@ -15,6 +15,26 @@ that a choice (``schedule``):
     A fit on each batch before its loss is computed, as the authors' code does; clusters then exist only
     within the batch (K is cut to what the batch supports, see :class:`~monai_cxrcml.mixture.StudentTMixture`).
 
+Off the critical path (``overlap_iterations > 0``, bank schedules)
+    A bank refit runs on a snapshot of the bank in a background thread (on a CUDA side stream when the bank is on
+    the GPU) while training goes on: validation, checkpointing and the first ``overlap_iterations`` iterations that
+    follow use the previous pseudo-labels, and the new ones are published before iteration ``t + overlap_iterations
+    + 1`` (``t``: the iteration the refit started after), waiting for the fit only if it has not finished. The
+    point of publication is an iteration count, not "whenever the thread is done", so a run is repeatable and every
+    rank switches at the same iteration (a ``ClusterBalancedSampler`` built at the epoch start still sees the
+    previous labels). It pays where the fit runs on a GPU beside training; on a few CPU cores the thread competes
+    with training for them and slows epochs down (``benchmarks/bench_refit_share.py --loop``). ``0`` (default) fits
+    synchronously at the refit point.
+Distributed (torchrun)
+    The :class:`~monai_cxrcml.engines.CXRCMLTrainer` hands this handler the global batch (every rank's embeddings
+    and sample ids, in rank order), so the memory bank is written identically on every rank without communication
+    of its own. Rank 0 alone fits the mixture and broadcasts the responsibilities (and the fit's diagnostics);
+    every rank derives the same pseudo-labels from them. Fitting on every rank with the same seed would need
+    bit-identical EM on every rank, which CUDA's atomic-add reductions and mixed GPU models do not promise, and
+    ranks holding different pseudo-labels would train on different triplets; the broadcast (``[N, K]`` floats once
+    per refit, 32 MB at N = 200k) costs far less than the fit, which the other ranks would otherwise repeat. The
+    fitted estimator (for warm starts and checkpoints) lives on rank 0, which writes the checkpoints.
+
 Before the first fit no film has a pseudo-label and the metric loss is zero. ``warmup_epochs`` delays the
 first fit further and ``ramp_epochs`` raises the metric-loss scale linearly from 0 to 1 after it (FACTS:
 clusters of an untrained encoder are noise, and an early metric term held the contrastive loss on its plateau).
@@ -29,9 +49,12 @@ and the films' finding combinations) go to the log and to ``engine.state.metrics
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,12 +63,33 @@ from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 from sklearn.metrics import adjusted_mutual_info_score
 
+from monai_cxrcml.distributed import broadcast_object, broadcast_tensor, get_world_size, is_main_process
 from monai_cxrcml.mixture import StudentTMixture
 from monai_cxrcml.mixture.selection import SELECTION_CRITERIA, select_n_components
 
 __all__ = ["StudentTMixtureHandler", "SCHEDULES"]
 
 SCHEDULES = ("epoch", "iteration", "batch")
+
+
+@dataclass
+class _Fit:
+    """One fit's result: responsibilities of the fitted rows, diagnostics, K' and (on rank 0) the fitted estimator."""
+
+    proba: torch.Tensor  # [n, K']
+    diagnostics: dict[str, float]
+    n_components: int
+    mixture: StudentTMixture | None
+
+
+@dataclass
+class _PendingFit:
+    """A bank refit running in the background (the future exists on rank 0 only)."""
+
+    ids: torch.Tensor  # [n] sample ids of the snapshot
+    epoch: int
+    due: int  # published before the iteration after this one
+    future: Future | None
 
 
 class StudentTMixtureHandler:
@@ -66,9 +110,12 @@ class StudentTMixtureHandler:
         Epochs trained before the first fit (the metric loss is zero during them).
     ramp_epochs
         Epochs over which ``metric_loss_scale`` rises linearly from 0 to 1 after the first fit (0 = a step).
+    overlap_iterations
+        Iterations that go on with the previous pseudo-labels while a bank refit runs in the background (see the
+        module docstring); 0 fits synchronously. Ignored by the ``"batch"`` schedule.
     features_key, id_key
-        Keys of the image embeddings [B, D] in ``engine.state.output`` and of the sample ids [B] in
-        ``engine.state.batch``.
+        Keys of the image embeddings [B, D] in ``engine.state.output`` and of their sample ids [B] in
+        ``engine.state.output`` (the global batch's under DDP) or, failing that, in ``engine.state.batch``.
     reference_labels
         Optional true labels [N, C] of the training films, only for the AMI diagnostic.
     min_fit_fraction
@@ -91,6 +138,7 @@ class StudentTMixtureHandler:
         refit_interval: int = 100,
         warmup_epochs: int = 0,
         ramp_epochs: int = 0,
+        overlap_iterations: int = 0,
         features_key: str = "image_features",
         id_key: str = "sample_id",
         reference_labels: np.ndarray | None = None,
@@ -109,12 +157,15 @@ class StudentTMixtureHandler:
             raise ValueError("component_selection needs the memory bank: use schedule='epoch' or 'iteration'.")
         if schedule == "iteration" and refit_interval < 1:
             raise ValueError(f"refit_interval={refit_interval} must be >= 1 with schedule='iteration'.")
+        if overlap_iterations < 0:
+            raise ValueError(f"overlap_iterations={overlap_iterations} must be >= 0.")
         self.num_samples = num_samples
         self.mixture = mixture
         self.schedule = schedule
         self.refit_interval = refit_interval
         self.warmup_epochs = warmup_epochs
         self.ramp_epochs = ramp_epochs
+        self.overlap_iterations = overlap_iterations if schedule != "batch" else 0
         self.features_key = features_key
         self.id_key = id_key
         self.reference_labels = None if reference_labels is None else _label_combinations(reference_labels)
@@ -128,33 +179,73 @@ class StudentTMixtureHandler:
         self.responsibilities: torch.Tensor | None = None  # [N, K]
         self.first_fit_epoch: int | None = None
         self.n_fits = 0
+        self._pending: _PendingFit | None = None
+        self._refit_at_start = False
+        self._executor: ThreadPoolExecutor | None = None
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._publish)
+        engine.add_event_handler(Events.STARTED, self._on_started)
         engine.add_event_handler(Events.EPOCH_STARTED, self._publish)
         engine.add_event_handler(IterationEvents.FORWARD_COMPLETED, self._on_forward)
         if self.schedule == "epoch":
             engine.add_event_handler(Events.EPOCH_COMPLETED, self._refit_bank)
         elif self.schedule == "iteration":
             engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.refit_interval), self._refit_bank)
+        if self.overlap_iterations:
+            engine.add_event_handler(Events.ITERATION_STARTED, self._finish_when_due)
+        engine.add_event_handler(Events.COMPLETED, self.finish_pending)
 
     # ----------------------------------------------------------------------------------------------- events
+    def _on_started(self, engine: Engine) -> None:
+        if self._refit_at_start:  # resumed from a checkpoint written while a background refit was running
+            self._refit_at_start = False
+            ids = torch.nonzero(self.filled).squeeze(1)
+            self._fit_now(engine, self.bank[ids], ids, logging.INFO)
+        self._publish(engine)
+
     def _on_forward(self, engine: Engine) -> None:
         features = engine.state.output[self.features_key].detach().float()
-        ids = torch.as_tensor(engine.state.batch[self.id_key], device=features.device).long()
+        batch_ids = engine.state.batch.get(self.id_key) if isinstance(engine.state.batch, Mapping) else None
+        if batch_ids is not None:  # this rank's ids, usually still on the host: checked without a device sync
+            self._check_ids(torch.as_tensor(batch_ids))
+        ids = engine.state.output.get(self.id_key, batch_ids)
+        if ids is None:
+            raise KeyError(f"no sample ids under {self.id_key!r} in the engine's output or batch.")
+        ids = torch.as_tensor(ids).to(features.device, non_blocking=True).long()
+        if ids.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"{ids.shape[0]} sample ids for {features.shape[0]} embeddings under {self.features_key!r}."
+            )
         self._store(features, ids)
         if self.schedule == "batch" and self._fitting_allowed(engine):
-            self._fit(engine, features, ids, log_level=logging.DEBUG)
+            self._fit_now(engine, features, ids, logging.DEBUG)
 
     def _refit_bank(self, engine: Engine) -> None:
+        self.finish_pending(engine)  # a refit still running lands before the next one starts
         if self.bank is None or not self._fitting_allowed(engine):
             return
         if self.filled.float().mean().item() < self.min_fit_fraction:
             return
         ids = torch.nonzero(self.filled).squeeze(1)
-        if self.component_selection is not None and self.n_fits == 0:
-            self._select_components(self.bank[ids])
-        self._fit(engine, self.bank[ids], ids, log_level=logging.INFO)
+        features = self.bank[ids]  # a snapshot: training goes on writing the bank
+        if self.overlap_iterations:
+            self._start_background_fit(engine, features, ids)
+        else:
+            self._fit_now(engine, features, ids, logging.INFO)
+
+    def _finish_when_due(self, engine: Engine) -> None:
+        if self._pending is not None and engine.state.iteration > self._pending.due:
+            self.finish_pending(engine)
+
+    def finish_pending(self, engine: Engine) -> None:
+        """Wait for a background refit (if one runs) and publish its pseudo-labels; a collective under DDP."""
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        fit = None if pending.future is None else pending.future.result()
+        if fit is not None and fit.proba.is_cuda:  # made on the side stream, used on this one from now on
+            fit.proba.record_stream(torch.cuda.current_stream(fit.proba.device))
+        self._apply(engine, pending.ids, self._share(fit, pending.ids.device), logging.INFO, pending.epoch)
 
     def _publish(self, engine: Engine) -> None:
         engine.state.pseudo_labels = self.pseudo_labels
@@ -172,58 +263,112 @@ class StudentTMixtureHandler:
             return 1.0
         return float(min(1.0, (engine.state.epoch - self.first_fit_epoch) / self.ramp_epochs))
 
-    def _select_components(self, features: torch.Tensor) -> None:
-        best, scores = select_n_components(features, self.mixture, self.component_candidates,
-                                           self.component_selection)
-        self.mixture.n_components = best
-        self.logger.info("mixture: K = %d chosen by %s among %s", best, self.component_selection,
-                         ", ".join(f"{k}: {v:.4g}" for k, v in scores.items()))
-
-    def _store(self, features: torch.Tensor, ids: torch.Tensor) -> None:
-        if self.bank is None:
-            self.bank = torch.zeros(self.num_samples, features.shape[1], device=features.device)
-            self.filled = torch.zeros(self.num_samples, dtype=torch.bool, device=features.device)
+    def _check_ids(self, ids: torch.Tensor) -> None:
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.num_samples):
             raise IndexError(
                 f"sample ids {ids.min().item()}..{ids.max().item()} fall outside 0..{self.num_samples - 1}: "
                 "num_samples must be the length of the training datalist whose 'sample_id' the batches carry."
             )
+
+    def _store(self, features: torch.Tensor, ids: torch.Tensor) -> None:
+        if self.bank is None:
+            self.bank = torch.zeros(self.num_samples, features.shape[1], device=features.device)
+            self.filled = torch.zeros(self.num_samples, dtype=torch.bool, device=features.device)
+        if ids.device.type == "cpu":  # device ids were checked on their host copy (_on_forward)
+            self._check_ids(ids)
         self.bank[ids] = features
         self.filled[ids] = True
 
-    def _fit(self, engine: Engine, features: torch.Tensor, ids: torch.Tensor, log_level: int) -> None:
+    def _fit_now(self, engine: Engine, features: torch.Tensor, ids: torch.Tensor, log_level: int) -> None:
+        fit = self._compute_fit(self.mixture, features, ids) if is_main_process() else None
+        self._apply(engine, ids, self._share(fit, features.device), log_level, engine.state.epoch)
+
+    def _start_background_fit(self, engine: Engine, features: torch.Tensor, ids: torch.Tensor) -> None:
+        future = None
+        if is_main_process():
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrcml-mixture")
+            ready = None
+            if features.is_cuda:
+                ready = torch.cuda.Event()
+                ready.record()
+            # the thread fits a copy: a checkpoint written meanwhile saves the estimator as it was
+            future = self._executor.submit(self._fit_in_background, copy.deepcopy(self.mixture), features, ids, ready)
+        self._pending = _PendingFit(ids, engine.state.epoch, engine.state.iteration + self.overlap_iterations, future)
+
+    def _fit_in_background(
+        self, mixture: StudentTMixture, features: torch.Tensor, ids: torch.Tensor, ready: torch.cuda.Event | None
+    ) -> _Fit:
+        if ready is None:
+            return self._compute_fit(mixture, features, ids)
+        with torch.cuda.device(features.device):
+            stream = torch.cuda.Stream()
+            stream.wait_event(ready)
+            features.record_stream(stream)
+            ids.record_stream(stream)
+            with torch.cuda.stream(stream):
+                fit = self._compute_fit(mixture, features, ids)
+            stream.synchronize()  # this thread waits; the training stream does not
+        return fit
+
+    def _compute_fit(self, mixture: StudentTMixture, features: torch.Tensor, ids: torch.Tensor) -> _Fit:
+        """Fit ``mixture`` to ``features`` [n, D]; responsibilities and diagnostics (rank 0, any thread)."""
+        if self.component_selection is not None and self.n_fits == 0:
+            self._select_components(mixture, features)
         start = time.perf_counter()
-        self.mixture.fit(features)
-        proba = self.mixture.predict_proba(features)
-        self.mixture.warm_start = True
+        mixture.fit(features)
+        proba = mixture.predict_proba(features)
+        mixture.warm_start = True
         seconds = time.perf_counter() - start
-        k = self.mixture.n_components
+        diagnostics = self._diagnostics(mixture, proba, _hard_labels(proba), ids, seconds)
+        return _Fit(proba, diagnostics, mixture.n_components, mixture)
+
+    def _share(self, fit: _Fit | None, device: torch.device) -> _Fit:
+        """Rank 0's fit on every rank (identity without a process group)."""
+        if get_world_size() == 1:
+            return fit
+        meta = broadcast_object(None if fit is None else (fit.diagnostics, fit.n_components, tuple(fit.proba.shape),
+                                                          fit.proba.dtype))
+        proba = broadcast_tensor(None if fit is None else fit.proba, meta[2], meta[3], device)
+        return _Fit(proba, meta[0], meta[1], None if fit is None else fit.mixture)
+
+    def _apply(self, engine: Engine, ids: torch.Tensor, fit: _Fit, log_level: int, epoch: int) -> None:
+        """Pseudo-labels and responsibilities of ``ids`` from ``fit``; diagnostics to the log and the metrics."""
+        if fit.mixture is not None:
+            self.mixture = fit.mixture
+        self.mixture.n_components = fit.n_components
+        proba = fit.proba
         if self.pseudo_labels is None:
-            self.pseudo_labels = torch.full((self.num_samples,), -1, dtype=torch.long, device=features.device)
-            self.responsibilities = torch.zeros(self.num_samples, k, device=features.device)
-        labels = _hard_labels(proba)
-        self.pseudo_labels[ids] = labels
+            self.pseudo_labels = torch.full((self.num_samples,), -1, dtype=torch.long, device=proba.device)
+            self.responsibilities = torch.zeros(self.num_samples, fit.n_components, device=proba.device)
+        self.pseudo_labels[ids] = _hard_labels(proba)
         self.responsibilities[ids] = 0.0
         self.responsibilities[ids, : proba.shape[1]] = proba.to(self.responsibilities.dtype)
         if self.first_fit_epoch is None:
-            self.first_fit_epoch = engine.state.epoch
+            self.first_fit_epoch = epoch
         self.n_fits += 1
-        self.last_diagnostics = self._diagnostics(proba, labels, ids, seconds)
-        engine.state.metrics.update({f"mixture_{key}": value for key, value in self.last_diagnostics.items()})
+        self.last_diagnostics = fit.diagnostics
+        engine.state.metrics.update({f"mixture_{key}": value for key, value in fit.diagnostics.items()})
         self._publish(engine)
-        if self.logger.isEnabledFor(log_level):
-            d = self.last_diagnostics
+        if is_main_process() and self.logger.isEnabledFor(log_level):
+            d = fit.diagnostics
             self.logger.log(
                 log_level,
                 "mixture fit %d (epoch %d, %d films): %d clusters used, sizes min/median/max %d/%d/%d, "
                 "assignment entropy %.3f, nu %.2f, log-likelihood %.3f, %d EM iterations, %.2f s%s",
-                self.n_fits, engine.state.epoch, d["n_films"], d["clusters_used"], d["size_min"], d["size_median"],
+                self.n_fits, epoch, d["n_films"], d["clusters_used"], d["size_min"], d["size_median"],
                 d["size_max"], d["entropy"], d["dof_mean"], d["log_likelihood"], d["n_iter"], d["seconds"],
                 f", AMI vs findings {d['ami']:.3f}" if "ami" in d else "",
             )
 
+    def _select_components(self, mixture: StudentTMixture, features: torch.Tensor) -> None:
+        best, scores = select_n_components(features, mixture, self.component_candidates, self.component_selection)
+        mixture.n_components = best
+        self.logger.info("mixture: K = %d chosen by %s among %s", best, self.component_selection,
+                         ", ".join(f"{k}: {v:.4g}" for k, v in scores.items()))
+
     def _diagnostics(
-        self, proba: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor, seconds: float
+        self, mixture: StudentTMixture, proba: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor, seconds: float
     ) -> dict[str, float]:
         labels = labels.cpu().numpy()
         assigned = labels >= 0
@@ -238,9 +383,9 @@ class StudentTMixtureHandler:
             "size_median": float(np.median(used)),
             "size_max": float(used.max()),
             "entropy": entropy,
-            "dof_mean": float(torch.as_tensor(self.mixture.dofs_).float().mean()),
-            "log_likelihood": float(self.mixture.lower_bound_),
-            "n_iter": float(self.mixture.n_iter_),
+            "dof_mean": float(torch.as_tensor(mixture.dofs_).float().mean()),
+            "log_likelihood": float(mixture.lower_bound_),
+            "n_iter": float(mixture.n_iter_),
             "seconds": seconds,
         }
         if self.reference_labels is not None:
@@ -250,8 +395,13 @@ class StudentTMixtureHandler:
 
     # ------------------------------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
-        """Bank, pseudo-labels and the mixture's fitted parameters, for resuming a training run."""
+        """Bank, pseudo-labels and the mixture's fitted parameters, for resuming a training run.
+
+        Written while a background refit runs, it holds the state before that refit and ``pending_fit=True``; a run
+        resumed from it redoes the refit on the saved bank when it starts.
+        """
         return {
+            "pending_fit": self._pending is not None,
             "bank": self.bank,
             "filled": self.filled,
             "pseudo_labels": self.pseudo_labels,
@@ -268,6 +418,7 @@ class StudentTMixtureHandler:
         self.mixture.n_components = int(state["n_components"])
         self.mixture.load_state_dict(state["mixture"])
         self.mixture.warm_start = self.n_fits > 0
+        self._refit_at_start = bool(state.get("pending_fit", False))
 
 
 def _hard_labels(proba: torch.Tensor) -> torch.Tensor:

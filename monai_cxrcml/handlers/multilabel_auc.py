@@ -15,6 +15,7 @@ from ignite.engine import Engine
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 
+from monai_cxrcml.distributed import all_gather_rows
 from monai_cxrcml.metrics import MultiLabelReport, multilabel_report
 
 __all__ = ["MultiLabelAUC"]
@@ -98,7 +99,7 @@ class MultiLabelAUC(Metric):
     def compute(self) -> float:
         if not self._preds:
             raise RuntimeError("MultiLabelAUC.compute() called before any update: the evaluation saw no batch.")
-        pred, label, mask = (idist.all_gather(torch.cat(x)) for x in (self._preds, self._labels, self._masks))
+        pred, label, mask = (all_gather_rows(torch.cat(x)) for x in (self._preds, self._labels, self._masks))
         # all_gather of a Python list returns one list per rank
         subjects = [s for rank in idist.all_gather(self._subjects) for s in rank] if self._subjects else None
         if subjects is not None and len(subjects) != len(pred):

@@ -12,6 +12,8 @@ import pandas as pd
 import torch
 from ignite.engine import Engine, Events
 
+from monai_cxrcml.distributed import all_gather_rows
+
 from monai_cxrcml.data.films import FilmReadError, read_film
 
 __all__ = ["SubmissionWriter", "AGGREGATIONS"]
@@ -123,7 +125,7 @@ class SubmissionWriter:
         ids = [i for rank in idist.all_gather(self._ids) for i in rank]
         studies = [s for rank in idist.all_gather(self._studies) for s in rank]
         local = np.concatenate(self._preds) if self._preds else np.zeros((0, len(self.class_names)), np.float32)
-        preds = idist.all_gather(torch.from_numpy(local)).numpy()
+        preds = all_gather_rows(torch.from_numpy(local)).numpy()
         if idist.get_rank() != 0:
             return
         if self.output_path is not None:
