@@ -112,7 +112,7 @@ def test_missing_required_column_names_file_and_column(tmp_path, frame, column):
     assert "'Adenopathy'" in message  # lists the columns (or class columns) the file has
 
 
-@pytest.mark.parametrize("value", ["2", "yes", "0.5", "-2"])
+@pytest.mark.parametrize("value", ["2", "yes", "0.5", "-2", "NaN", "nan", "NA"])
 def test_bad_label_value_names_file_line_and_column(tmp_path, frame, value):
     frame = frame.astype({"Edema": object})
     frame.loc[5, "Edema"] = value

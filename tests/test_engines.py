@@ -115,15 +115,55 @@ def test_iteration_and_batch_schedules(model):
     assert trainer.state.output["loss_metric"].item() > 0.0
 
 
-def test_mixture_handler_state_round_trip(model):
-    handler = _mixture_handler()
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_mixture_handler_state_round_trip(model, warm_start):
+    handler = _mixture_handler(warm_start=warm_start)
     _trainer(model, handlers=[handler], max_epochs=2).run()
-    restored = _mixture_handler()
+    restored = _mixture_handler(warm_start=warm_start)
     restored.load_state_dict(handler.state_dict())
     torch.testing.assert_close(restored.pseudo_labels, handler.pseudo_labels)
     bank = handler.bank
     torch.testing.assert_close(restored.mixture.predict(bank), handler.mixture.predict(bank))
-    assert restored.mixture.warm_start
+    assert restored.mixture.warm_start is warm_start  # refits after the resume start as the run's did
+
+
+def _spreading_embeddings(epoch: int) -> torch.Tensor:
+    """[400, 16] unit-norm embeddings: a structureless blob at epoch 1 (an untrained encoder), 4 clusters of 100
+    films after it, with a 20-fold larger spread."""
+    gen = torch.Generator().manual_seed(epoch)
+    if epoch == 1:
+        x = torch.randn(400, 16, generator=gen) * 0.003
+    else:
+        centres = torch.nn.functional.normalize(torch.randn(4, 16, generator=torch.Generator().manual_seed(7)), dim=1)
+        x = torch.randn(400, 16, generator=gen) * 0.05 + 0.6 * centres.repeat_interleave(100, 0)
+    return torch.nn.functional.normalize(x + 1.0, dim=1)
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_refits_follow_embeddings_that_spread_as_the_encoder_trains(warm_start):
+    """A refit warm-started from the narrow components of epoch 1 collapses; a fresh start finds the 4 clusters."""
+    from ignite.engine import Engine
+    from monai.engines.utils import IterationEvents
+    from sklearn.metrics import adjusted_rand_score
+
+    engine = Engine(lambda e, batch: None)
+    engine.register_events(*IterationEvents)
+    handler = StudentTMixtureHandler(400, StudentTMixture(4, dof=4.0, random_state=0), warm_start=warm_start)
+    handler.attach(engine)
+
+    @engine.on(Events.ITERATION_COMPLETED)
+    def store(e):
+        e.state.output = {"image_features": _spreading_embeddings(e.state.epoch)}
+        e.state.batch = {"sample_id": torch.arange(400)}
+        e.fire_event(IterationEvents.FORWARD_COMPLETED)
+
+    engine.run([0], max_epochs=3)
+    truth = torch.arange(400) // 100
+    ari = adjusted_rand_score(truth.numpy(), handler.pseudo_labels.numpy())
+    if warm_start:
+        assert ari < 0.9  # the failure this default avoids: one component swallows two clusters
+    else:
+        assert ari > 0.95 and handler.last_diagnostics["size_min"] == 100
 
 
 def test_sample_ids_outside_the_bank_are_named():

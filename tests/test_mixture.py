@@ -179,6 +179,36 @@ def test_diag_and_full_agree_on_diagonal_data():
     assert abs(full.score(x) - diag.score(x)) < 0.02
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_shrinkage_is_the_map_update_towards_the_data_covariance(small_t, covariance_type):
+    """One EM step from a common start: S_k = (sum_i tau_ik u_ik (x_i - mu_k)(x_i - mu_k)^T + kappa Psi) /
+    (W_k + kappa) + reg I, Psi the data covariance; kappa = 0 is the maximum-likelihood step."""
+    x, _ = small_t
+    means, covs, weights = start_parameters(x, 3)
+    if covariance_type == "diag":
+        covs = np.stack([np.diag(c) for c in covs])
+    start = dict(means_init=means, covariances_init=covs, weights_init=weights, covariance_type=covariance_type,
+                 dof=5.0, reg_covar=1e-4, random_state=0)
+    at_start = quiet_fit(StudentTMixture(3, max_iter=0, **start), x)
+    tau = at_start.predict_proba(x).numpy()
+    chol = np.linalg.cholesky(covs if covariance_type == "full" else np.stack([np.diag(c) for c in covs]))
+    delta = np.stack([np.sum(np.linalg.solve(chol[k], (x - means[k]).T) ** 2, 0) for k in range(3)], 1)
+    w = tau * (5.0 + x.shape[1]) / (5.0 + delta)
+    for kappa in (0.0, 7.0):
+        fitted = quiet_fit(StudentTMixture(3, max_iter=1, shrinkage=kappa, **start), x)
+        mu = (w.T @ x) / w.sum(0)[:, None]
+        np.testing.assert_allclose(fitted.means_.numpy(), mu, rtol=1e-6, atol=1e-8)
+        psi = np.cov(x, rowvar=False, bias=True)
+        for k in range(3):
+            z = x - mu[k]
+            scatter = (w[:, k, None] * z).T @ z
+            expected = (scatter + kappa * psi) / (w[:, k].sum() + kappa) + 1e-4 * np.eye(x.shape[1])
+            got = fitted.covariances_[k].numpy()
+            np.testing.assert_allclose(got, expected if covariance_type == "full" else np.diag(expected), rtol=1e-6)
+    with pytest.raises(ValueError, match="shrinkage"):
+        StudentTMixture(3, shrinkage=-1.0)
+
+
 def test_estimated_dof_recovers_nu_and_caps_on_gaussian_data():
     x, _ = t_mixture(6000, 3, 2, nu=5.0, separation=8.0, seed=4)
     model = StudentTMixture(2, estimate_dof=True, dof=20.0, random_state=0, tol=1e-6, max_iter=300).fit(x)

@@ -41,7 +41,7 @@ def tiny():
 
 def test_tiny_configs_registered_once_without_clobbering():
     names = register_model_configs()
-    assert set(names) == {"cxrcml-tiny", "cxrcml-tiny-96"}
+    assert set(names) == {"cxrcml-tiny", "cxrcml-tiny-96", "cxrcml-cnn"}
     before = open_clip.list_models()
     assert register_model_configs() == names
     assert open_clip.list_models() == before
@@ -55,7 +55,7 @@ def test_config_name_clash_is_refused(tmp_path):
     assert open_clip.get_model_config("ViT-B-32")["embed_dim"] == 512
 
 
-@pytest.mark.parametrize("name, size", [("cxrcml-tiny", 64), ("cxrcml-tiny-96", 96)])
+@pytest.mark.parametrize("name, size", [("cxrcml-tiny", 64), ("cxrcml-tiny-96", 96), ("cxrcml-cnn", 64)])
 def test_tiny_model_shapes(name, size):
     model = create_clip(name)
     tokens = get_tokenizer(name)(["pleural effusion is present", "no finding"])
@@ -187,9 +187,11 @@ def _export(classifier: torch.nn.Module, images: torch.Tensor, how: str, path) -
         return torch.jit.load(path)
 
 
+@pytest.mark.parametrize("model_name", ["cxrcml-tiny", "cxrcml-cnn"])
 @pytest.mark.parametrize("how", ["trace", "script", "export"])
-def test_classifier_export_round_trip(tmp_path, tiny, how):
-    model, tokenizer = tiny
+def test_classifier_export_round_trip(tmp_path, how, model_name):
+    torch.manual_seed(0)
+    model, tokenizer = create_clip(model_name).eval(), get_tokenizer(model_name)
     classifier = ZeroShotClassifier.from_clip(model, tokenizer).eval()
     classifier.set_calibration(temperature=1.5)
     images = torch.randn(2, 3, 64, 64)
@@ -198,6 +200,29 @@ def test_classifier_export_round_trip(tmp_path, tiny, how):
         torch.testing.assert_close(loaded(images), classifier(images), atol=1e-6, rtol=1e-5)
         other = torch.randn(5, 3, 64, 64)  # another batch size than the exported one
         torch.testing.assert_close(loaded(other), classifier(other), atol=1e-6, rtol=1e-5)
+
+
+def test_convnet_tower_is_a_timm_model_that_keeps_small_signs():
+    """The demo's tower through timm's registry; pooled features [B, 128]; a 2-pixel dot changes them."""
+    import timm
+
+    from monai_cxrcml.networks import ChestConvNet
+
+    trunk = timm.create_model("cxrcml_convnet16", pretrained=False)
+    assert isinstance(trunk, ChestConvNet) and trunk.num_features == 128
+    trunk.reset_classifier(3)
+    assert trunk(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+    trunk.reset_classifier(0)
+    trunk.eval()
+    film = torch.zeros(1, 3, 64, 64)
+    dotted = film.clone()
+    dotted[..., 30:32, 40:42] = 1.0
+    with torch.no_grad():
+        assert (trunk(dotted) - trunk(film)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="average"):
+        trunk.reset_classifier(0, global_pool="max")
+    with pytest.raises(TypeError, match="unexpected"):
+        timm.create_model("cxrcml_convnet8", drop_rate=0.5)
 
 
 def test_classifier_state_dict_round_trip(tiny):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from monai.data import DataLoader, Dataset, MetaTensor
 from test_films import (
+    BAD_FILMS,
     FILM_SHAPE,
     QUADRANTS,
     asymmetric_film,
@@ -169,6 +170,30 @@ def test_skip_policy_drops_counts_and_logs(tmp_path, caplog):
     assert batch["image"].shape == (3, 3, 32, 32) and int(batch["num_skipped"]) == 2
     assert sorted(batch["id"].tolist()) == [0, 1, 2]
     assert str(tmp_path / "broken0.jpg") in caplog.text and str(tmp_path / "broken1.jpg") in caplog.text
+
+
+def test_every_bad_film_is_skipped_and_counted_by_the_trainer(tmp_path, caplog):
+    """The bad-input matrix of test_films under on_error='skip': each film dropped, logged with its path, counted."""
+    from monai_cxrcml.engines import CXRCMLTrainer
+    from monai_cxrcml.losses import CXRCMLLoss
+    from monai_cxrcml.networks import create_clip
+
+    bad = [{"image": str(make(tmp_path)), "label": np.zeros(2, np.float32)}
+           for case, (make, _) in sorted(BAD_FILMS.items()) if case != "not a path"]
+    good = [{"image": str(write_pil(tmp_path / f"good{i}.png", asymmetric_film(), "L")),
+             "label": np.array([1, 0], np.float32)} for i in range(4)]
+    data = [{**item, "sample_id": i} for i, item in enumerate(good[:2] + bad + good[2:])]
+    transform = chest_film_transforms(train=True, image_size=64, on_error="skip", tokenizer_model="cxrcml-tiny",
+                                      caption={"class_names": ["Edema", "Mass"]})
+    loader = DataLoader(Dataset(data, transform), batch_size=4, collate_fn=skip_unreadable_collate)
+    model = create_clip("cxrcml-tiny")
+    trainer = CXRCMLTrainer(device="cpu", max_epochs=2, train_data_loader=loader, network=model,
+                            optimizer=torch.optim.AdamW(model.parameters()), loss_function=CXRCMLLoss())
+    with caplog.at_level(logging.WARNING):
+        trainer.run()
+    assert trainer.state.skipped_films == 2 * len(bad)
+    assert f"epoch 2: {len(bad)} unreadable film(s) skipped ({2 * len(bad)} in the run so far)" in caplog.text
+    assert all(item["image"] in caplog.text for item in bad)
 
 
 def test_skip_policy_in_worker_processes(tmp_path):

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "mimic": ("FRONTAL_VIEWS", "mimic_relative_path", "read_mimic_chexpert"),
     "phantom": ("ensure_phantom", "make_phantom"),
     "sampler": ("ClusterBalancedSampler",),
+    "seeded": ("EpochSeededDataset", "item_seed"),
     "splits": (
         "fold_report",
         "fold_split",

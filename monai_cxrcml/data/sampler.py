@@ -34,7 +34,9 @@ class ClusterBalancedSampler(Sampler[int]):
     samples_per_cluster
         m, films per cluster in a batch.
     seed
-        Seed; epoch e uses ``seed + e`` so runs are repeatable.
+        Seed; epoch e uses ``seed + e`` so runs are repeatable. The epoch is set by :meth:`set_epoch` (as on a
+        ``DistributedSampler``; :class:`~monai_cxrcml.handlers.EpochSeeding` calls it at every epoch start), else
+        counted up by each pass.
     """
 
     def __init__(
@@ -61,6 +63,10 @@ class ClusterBalancedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the next pass with the generator of ``epoch`` (a resumed run then draws what the first one did)."""
+        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)

@@ -260,6 +260,10 @@ def read_csv_columns(
         usecols=[by_name[c] for c in wanted],
         dtype={by_name[c]: str for c in text if c in by_name},
         skip_blank_lines=False,
+        # only an empty cell is blank: a literal "NaN"/"NA"/"null" is text, so a label cell holding one is refused
+        # by label_matrix instead of silently following the blank policy
+        keep_default_na=False,
+        na_values=[""],
     ).rename(columns={by_name[c]: c for c in wanted})[wanted]
     lines = np.arange(2, len(frame) + 2, dtype=np.int64)
     blank = frame.isna().all(axis=1).to_numpy()

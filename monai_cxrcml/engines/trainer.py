@@ -125,7 +125,8 @@ class CXRCMLTrainer(SupervisedTrainer):
         latest at the end of its epoch); the weights never see it.
 
     Films that the transforms skipped as unreadable (``on_error="skip"`` with
-    :func:`~monai_cxrcml.transforms.skip_unreadable_collate`) are counted in ``engine.state.skipped_films``; a
+    :func:`~monai_cxrcml.transforms.skip_unreadable_collate`) are counted in ``engine.state.skipped_films`` and the
+    count of each epoch is logged at its end; a
     batch left without any film is skipped (an error under DDP, where the other ranks would wait for this one).
     """
 
@@ -203,7 +204,9 @@ class CXRCMLTrainer(SupervisedTrainer):
         self.logger = logging.getLogger("monai_cxrcml")
         self.state.skipped_steps = 0
         self.state.skipped_films = 0
+        self._skipped_films_logged = 0
         self.add_event_handler(Events.EPOCH_COMPLETED, self.check_nonfinite)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._report_skipped_films)
 
     def _iteration(self, engine: CXRCMLTrainer, batchdata: dict[str, Any]) -> dict[str, torch.Tensor]:
         if batchdata is None:
@@ -304,6 +307,16 @@ class CXRCMLTrainer(SupervisedTrainer):
         for step, flag in zip(steps, flags.tolist()):
             if flag:
                 self._on_nonfinite(self, step.parts, step.sample_ids, step.iteration, step.epoch)
+
+    def _report_skipped_films(self, engine: CXRCMLTrainer) -> None:
+        """Log how many unreadable films this epoch skipped (each was also logged with its path and reason)."""
+        new = engine.state.skipped_films - self._skipped_films_logged
+        if new:
+            self.logger.warning(
+                "epoch %d: %d unreadable film(s) skipped (%d in the run so far); their paths and reasons are logged "
+                "above", engine.state.epoch, new, engine.state.skipped_films,
+            )
+        self._skipped_films_logged = engine.state.skipped_films
 
     def _on_nonfinite(
         self, engine: CXRCMLTrainer, parts: dict[str, torch.Tensor], sample_ids: torch.Tensor, iteration: int,

@@ -1,18 +1,24 @@
 """ignite/MONAI handlers of CXR-CML, each usable on its own in another MONAI project."""
 
+from .epoch_seeding import EpochSeeding
 from .lr_schedule import LR_SCHEDULES, lr_schedule_handler
 from .mixture import StudentTMixtureHandler
 from .multilabel_auc import MultiLabelAUC
 from .prediction_writer import PredictionWriter
 from .report_writer import MetricsReportWriter
+from .resume import BestModelTracking, latest_checkpoint, resume_training
 from .submission_writer import SubmissionWriter
 
 __all__ = [
+    "BestModelTracking",
+    "EpochSeeding",
     "LR_SCHEDULES",
     "MetricsReportWriter",
     "MultiLabelAUC",
     "PredictionWriter",
     "StudentTMixtureHandler",
     "SubmissionWriter",
+    "latest_checkpoint",
     "lr_schedule_handler",
+    "resume_training",
 ]

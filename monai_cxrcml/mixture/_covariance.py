@@ -17,15 +17,35 @@ Both structures answer the same questions, so the EM loop (``_em.py``) never bra
 ``diag`` (``S_k = diag(v_k)``)
     Distances by the expansion ``x^2 . (1/v) - 2 x . (mu/v) + mu^2 . (1/v)`` (three ``[n, d] x [d, K]``
     products); moments ``sum w x`` and ``sum w x^2`` in the accumulation dtype during the E-step.
+
+Shrinkage (:class:`CovariancePrior`, optional): the M-step is the MAP update under an inverse-Wishart prior with
+``kappa`` pseudo-points of scale ``Psi`` (the data covariance), ``S_k = (sum_i w_ik (x_i - mu_k)(x_i - mu_k)^T +
+kappa Psi) / (W_k + kappa) + reg I``. A component holding far fewer points than dimensions can then no longer
+shrink onto them (with ``kappa = 0`` a one-point component's density grows without bound as its covariance
+collapses to ``reg I``: the maximum-likelihood fit of 40 full components to 800 embeddings in 128 dimensions is one
+giant component and 39 single points); components with ``W_k >> kappa`` are unaffected.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CovarianceModel", "FullCovariance", "DiagCovariance", "covariance_model"]
+__all__ = ["CovarianceModel", "CovariancePrior", "FullCovariance", "DiagCovariance", "covariance_model"]
+
+
+@dataclass
+class CovariancePrior:
+    """Inverse-Wishart prior of the M-step: ``points`` pseudo-points (``kappa``) of scale ``scale`` (``Psi``).
+
+    ``scale`` is ``[d, d]`` (full) or ``[d]`` (diag), in the accumulation dtype, from
+    :meth:`CovarianceModel.data_scale`.
+    """
+
+    points: float
+    scale: torch.Tensor
 
 
 class CovarianceModel(ABC):
@@ -85,9 +105,19 @@ class CovarianceModel(ABC):
 
     @abstractmethod
     def m_step(
-        self, moments: tuple[torch.Tensor, ...], weight_sum: torch.Tensor, center: torch.Tensor, reg: float
+        self,
+        moments: tuple[torch.Tensor, ...],
+        weight_sum: torch.Tensor,
+        center: torch.Tensor,
+        reg: float,
+        prior: CovariancePrior | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """New ``(means [K, d], covariances)`` from the moments and ``W_k = sum_i w_ik`` ``[K]``."""
+        """New ``(means [K, d], covariances)`` from the moments and ``W_k = sum_i w_ik`` ``[K]`` (MAP with
+        ``prior``)."""
+
+    @abstractmethod
+    def data_scale(self, x: torch.Tensor, center: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        """Covariance of all rows of ``x`` about ``center`` (``[d, d]`` or ``[d]``, ``center``'s dtype)."""
 
     @abstractmethod
     def isotropic(self, k: int, variance: torch.Tensor) -> torch.Tensor:
@@ -175,11 +205,19 @@ class FullCovariance(CovarianceModel):
                 s2[k] += (z.T @ z).to(s2.dtype)
             start += count
 
-    def m_step(self, moments, weight_sum, center, reg):
-        cov = moments[1] / weight_sum[:, None, None]
+    def m_step(self, moments, weight_sum, center, reg, prior=None):
+        scatter = moments[1] if prior is None else moments[1] + prior.points * prior.scale
+        cov = scatter / (weight_sum if prior is None else weight_sum + prior.points)[:, None, None]
         cov = 0.5 * (cov + cov.mT)
         cov.diagonal(dim1=-2, dim2=-1).add_(reg)
         return self.new_means(moments, weight_sum, center), cov
+
+    def data_scale(self, x, center, chunk_size):
+        scale = torch.zeros(self.d, self.d, dtype=center.dtype, device=x.device)
+        for start in range(0, x.shape[0], chunk_size):
+            xc = x[start : start + chunk_size].to(center.dtype) - center
+            scale += xc.T @ xc
+        return scale / x.shape[0]
 
     def isotropic(self, k, variance):
         eye = torch.eye(self.d, dtype=variance.dtype, device=variance.device)
@@ -228,10 +266,18 @@ class DiagCovariance(CovarianceModel):
         moments[0].add_(wt @ x)
         moments[1].add_(wt @ (x * x))
 
-    def m_step(self, moments, weight_sum, center, reg):
+    def m_step(self, moments, weight_sum, center, reg, prior=None):
         m = moments[0] / weight_sum[:, None]
-        var = (moments[1] / weight_sum[:, None] - m * m).clamp_min_(0.0) + reg
-        return m + center, var
+        var = (moments[1] / weight_sum[:, None] - m * m).clamp_min_(0.0)
+        if prior is not None:  # (W var + kappa psi) / (W + kappa): the scatter is W var
+            var = (weight_sum[:, None] * var + prior.points * prior.scale) / (weight_sum + prior.points)[:, None]
+        return m + center, var + reg
+
+    def data_scale(self, x, center, chunk_size):
+        scale = torch.zeros(self.d, dtype=center.dtype, device=x.device)
+        for start in range(0, x.shape[0], chunk_size):
+            scale += (x[start : start + chunk_size].to(center.dtype) - center).square().sum(0)
+        return scale / x.shape[0]
 
     def isotropic(self, k, variance):
         return variance.expand(k, self.d).clone()

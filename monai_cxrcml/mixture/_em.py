@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._covariance import CovarianceModel
+from ._covariance import CovarianceModel, CovariancePrior
 
 __all__ = [
     "MixtureParameters",
@@ -232,8 +232,11 @@ def m_step(
     estimate_dof: bool,
     max_dof: float,
     chunk_size: int,
+    prior: CovariancePrior | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """New ``(weights, means, covariances, dofs)`` from the statistics of an E-step of ``params`` on ``x``.
+
+    With ``prior`` the covariances are the MAP update (shrinkage, see ``_covariance.py``).
 
     ``W_k`` gets ``10 eps`` added (as scikit-learn and ``studenttmixture`` do) so an empty component yields a
     finite (regulariser-only) covariance instead of 0/0; such components are then re-seeded by the caller.
@@ -243,7 +246,7 @@ def m_step(
     if model.needs_weights:
         new_means = model.new_means(stats.moments, weight_sum, center)
         model.scatter(stats.moments, x, stats.resp, stats.weights, new_means, chunk_size)
-    means, covariances = model.m_step(stats.moments, weight_sum, center, reg)
+    means, covariances = model.m_step(stats.moments, weight_sum, center, reg, prior)
     dofs = params.dofs
     if estimate_dof:
         dofs = update_dofs(params.dofs, stats.resp_sum, stats.dof_term, params.means.shape[1], max_dof)

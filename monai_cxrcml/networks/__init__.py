@@ -1,17 +1,20 @@
 """open_clip networks for CXR-CML: model factory (offline), checkpoint loading, class prompts, zero-shot classifier.
 
-Importing this package registers the tiny model configs (``cxrcml-tiny``, ``cxrcml-tiny-96``) with open_clip.
+Importing this package registers the tiny model configs (``cxrcml-tiny``, ``cxrcml-tiny-96``, ``cxrcml-cnn``) with
+open_clip and the demo's convolutional image tower (:class:`ChestConvNet`) with timm.
 """
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError, LoadReport, load_clip_checkpoint, read_state_dict
+from .checkpoint import CheckpointError, LoadReport, load_clip_checkpoint, read_checkpoint, read_state_dict
+from .convnet import ChestConvNet
 from .factory import MODEL_CONFIG_DIR, create_clip, get_tokenizer, list_models, register_model_configs
 from .prompts import NORMALITY_PHRASES, PROMPT_PRESETS, PromptSet, encode_class_prompts, encode_texts
 from .zero_shot import ZeroShotClassifier
 
 __all__ = [
     "CheckpointError",
+    "ChestConvNet",
     "LoadReport",
     "MODEL_CONFIG_DIR",
     "NORMALITY_PHRASES",
@@ -24,6 +27,7 @@ __all__ = [
     "get_tokenizer",
     "list_models",
     "load_clip_checkpoint",
+    "read_checkpoint",
     "read_state_dict",
     "register_model_configs",
 ]

@@ -35,7 +35,7 @@ from monai.utils import optional_import
 from open_clip.model import resize_pos_embed
 from open_clip.transformer import QuickGELU
 
-__all__ = ["CheckpointError", "LoadReport", "load_clip_checkpoint", "read_state_dict"]
+__all__ = ["CheckpointError", "LoadReport", "load_clip_checkpoint", "read_checkpoint", "read_state_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +219,24 @@ def _strip_prefixes(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torc
                 stripped += prefix
                 changed = True
     return state_dict, stripped
+
+
+def read_checkpoint(path: str | os.PathLike, allow_torchscript: bool = False) -> object:
+    """Read a local checkpoint file as it was saved (a state_dict, or a dict of them such as a training checkpoint).
+
+    Pickles are read with ``weights_only=True``; see the module docstring for the formats.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` is not a file.
+    CheckpointError
+        For a refused (pickled code, TorchScript without ``allow_torchscript``) or unreadable file.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist: pass the path of a local checkpoint.")
+    return _read(path, allow_torchscript)[0]
 
 
 def read_state_dict(path: str | os.PathLike, allow_torchscript: bool = False) -> tuple[dict[str, torch.Tensor], dict]:

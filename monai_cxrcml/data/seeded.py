@@ -1,0 +1,65 @@
+"""A MONAI ``Dataset`` whose random transforms draw from a seed fixed by (run seed, epoch, item).
+
+Random augmentation and caption recipes draw from each transform's own generator. In a plain MONAI ``Dataset``
+that generator's state depends on how many items the process (or data-loader worker) has transformed before,
+so the augmentation of an item changes with the number of workers, and a run resumed from a checkpoint does not
+see the augmentations the uninterrupted run saw (fresh workers start from fresh states). Here every item is
+transformed after ``transform.set_random_state(seed)`` with a seed derived from ``(seed, epoch, index)``: the
+same item gets the same augmentation in the same epoch whatever the workers, the process or the resume point.
+
+The epoch lives in shared memory: :meth:`EpochSeededDataset.set_epoch` (called at every epoch start by
+:class:`~monai_cxrcml.handlers.EpochSeeding`) reaches persistent workers too. A data loader hands an epoch's
+indices to its workers only once its iterator is created, which ignite does after ``EPOCH_STARTED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from monai.data import Dataset
+from monai.transforms import Randomizable
+
+__all__ = ["EpochSeededDataset", "item_seed"]
+
+
+def item_seed(seed: int, epoch: int, index: int | None = None) -> int:
+    """A 32-bit seed for item ``index`` in ``epoch`` of a run seeded with ``seed``; ``index=None``: the epoch's own
+    stream (global generators). Every (seed, epoch, index) gets an independent stream (``numpy.random.SeedSequence``).
+    """
+    entropy = [int(seed), int(epoch)] + ([] if index is None else [int(index)])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+class EpochSeededDataset(Dataset):
+    """``monai.data.Dataset`` that seeds its transform per (seed, epoch, index) before transforming an item.
+
+    Parameters
+    ----------
+    data
+        The datalist.
+    transform
+        A MONAI transform (usually a ``Compose``); its random parts must draw from their ``R`` generator (all MONAI
+        random transforms and :class:`~monai_cxrcml.transforms.MetaLabelCaptiond` do).
+    seed
+        The run's seed.
+    """
+
+    def __init__(self, data: Sequence, transform: Callable | None = None, seed: int = 0) -> None:
+        super().__init__(data, transform)
+        self.seed = int(seed)
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seed the items of ``epoch`` from now on (in this process and in every data-loader worker)."""
+        self._epoch[0] = int(epoch)
+
+    def _transform(self, index: int):
+        if isinstance(self.transform, Randomizable):
+            self.transform.set_random_state(seed=item_seed(self.seed, self.epoch, index))
+        return super()._transform(index)
