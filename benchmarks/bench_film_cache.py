@@ -8,12 +8,13 @@ Measures, on one thread (as in one DataLoader worker), for every film of a folde
 * cache: ``FilmCache.get`` from a warm cache, and ``LoadFilmd(cache_dir=...)`` (the full transform: padded
   ``[1, S, S]`` MetaTensor).
 
-Without ``--data-dir`` it draws ``--num-films`` synthetic chest-like portrait films (8-bit JPEG, longest side
-``--film-size``) into a temporary folder. Prints a markdown table and the command line.
+Without ``--data-dir`` it writes a phantom data set of ``--patients`` patients with films of ``--film-size`` px
+(8-bit JPEG portrait films, as MIMIC-CXR-JPG's ~2500 x 3000) into a temporary folder and times all its films.
+Prints a markdown table and the command line.
 
 Usage::
 
-    python benchmarks/bench_film_cache.py --num-films 200 --film-size 2500 --image-size 224
+    python benchmarks/bench_film_cache.py --patients 60 --film-size 2000 --image-size 224
     python benchmarks/bench_film_cache.py --data-dir /data/mimic-cxr-jpg/files/p10 --max-films 500
 """
 
@@ -27,43 +28,21 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from monai_cxrcml.data.cache import FilmCache
 from monai_cxrcml.data.films import load_film
+from monai_cxrcml.data.phantom import make_phantom
 from monai_cxrcml.transforms import LoadFilmd
 
 FILM_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".nii", ".nii.gz")
 
 
-def synthetic_film(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """A chest-like 8-bit film [H, W]: dark lung fields, bright mediastinum and ribs, soft tissue, noise."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    y /= height
-    x /= width
-    body = np.exp(-(((x - 0.5) / 0.42) ** 8) - ((y - 0.55) / 0.5) ** 8)
-    lungs = sum(
-        np.exp(-(((x - cx) / 0.17) ** 2) - ((y - 0.45) / 0.28) ** 2) for cx in (0.3 + rng.normal(0, 0.01), 0.7)
-    )
-    ribs = 0.08 * (np.sin(2 * np.pi * (y * 14 + 3 * (x - 0.5) ** 2)) > 0.6)
-    heart = np.exp(-(((x - 0.56) / 0.13) ** 2) - ((y - 0.62) / 0.12) ** 2)
-    film = 0.15 + 0.55 * body - 0.35 * lungs + ribs * lungs + 0.3 * heart
-    film += rng.normal(0, 0.02, film.shape).astype(np.float32)
-    return np.clip(film * 255, 0, 255).astype(np.uint8)
-
-
-def make_films(out_dir: Path, count: int, film_size: int, seed: int = 0) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(count):
-        height = film_size
-        width = int(film_size * rng.uniform(0.8, 0.95))
-        path = out_dir / f"film_{i:04d}.jpg"
-        Image.fromarray(synthetic_film(height, width, rng)).save(path, quality=95)
-        paths.append(path)
-    return paths
+def make_films(out_dir: Path, patients: int, film_size: int, seed: int = 0) -> list[Path]:
+    """Phantom films (MIMIC layout, 8-bit JPEG, longest side ``film_size``) of ``patients`` patients."""
+    root = make_phantom(out_dir / "phantom", patients=patients, size=film_size, seed=seed)
+    return sorted((root / "files").rglob("*.jpg"))
 
 
 def find_films(data_dir: Path, limit: int | None) -> list[Path]:
@@ -83,10 +62,10 @@ def images_per_second(fn: Callable[[Path], object], paths: Sequence[Path], repea
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, help="existing films (JPEG/PNG/DICOM/NIfTI); default: synthetic")
+    parser.add_argument("--data-dir", type=Path, help="existing films (JPEG/PNG/DICOM/NIfTI); default: a phantom")
     parser.add_argument("--max-films", type=int, default=None, help="use at most this many films of --data-dir")
-    parser.add_argument("--num-films", type=int, default=200, help="synthetic films to draw")
-    parser.add_argument("--film-size", type=int, default=2500, help="longest side of the synthetic films")
+    parser.add_argument("--patients", type=int, default=60, help="patients of the phantom drawn without --data-dir")
+    parser.add_argument("--film-size", type=int, default=2000, help="longest side of the phantom films")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--cache-dir", type=Path, help="default: a temporary folder")
     parser.add_argument("--warm-workers", type=int, default=None, help="threads for FilmCache.warm")
@@ -103,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 sys.exit(f"no films ({', '.join(FILM_SUFFIXES)}) under {args.data_dir}")
         else:
             start = time.perf_counter()
-            paths = make_films(scratch, args.num_films, args.film_size)
-            print(f"drew {len(paths)} synthetic films in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+            paths = make_films(scratch, args.patients, args.film_size)
+            print(f"wrote {len(paths)} phantom films in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         for path in paths:  # sources in the page cache for every method alike
             path.read_bytes()
         size = args.image_size
@@ -136,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rates = {name: images_per_second(fn, paths, args.repeats) for name, fn in methods}
         width, height = Image.open(paths[0]).size if paths[0].suffix == ".jpg" else (0, 0)
 
-    source = f"from {args.data_dir}" if args.data_dir else f"synthetic 8-bit JPEG, first {width}x{height} px"
+    source = f"from {args.data_dir}" if args.data_dir else f"phantom 8-bit JPEG, first {width}x{height} px"
     reference = rates["raw: full decode + resize (`load_film(draft=False)`)"]
     print(f"\n{len(paths)} films ({source}), image_size {size}, 1 thread; cache built by warm() in {warm_s:.1f} s"
           f" ({len(paths) / warm_s:.1f} films/s, {report.built} built)\n")

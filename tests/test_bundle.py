@@ -75,6 +75,30 @@ def test_training_writes_metrics_of_all_40_classes_and_checkpoints(trained: Path
     assert list((trained / "models").glob("last_checkpoint_epoch=1.pt"))
 
 
+def test_lowercase_switches_from_the_command_line_are_refused(phantom_dir: Path, tmp_path: Path):
+    """MONAI's CLI hands 'false' over as text, which Python would take as on: the run stops and says what to type."""
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN),
+         *_overrides_as_cli(_small(phantom_dir, tmp_path)), "--augmentation", "false", "--resume", "true"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "resume='true', augmentation='false'" in result.stderr and "capitalised" in result.stderr
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_mixture_diagnostics_reach_the_log_and_tensorboard(trained: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in trained.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    wanted = {"mixture_size_min", "mixture_size_max", "mixture_entropy", "mixture_dof_mean", "mixture_log_likelihood",
+              "mixture_ami", "mixture_ami_findings", "mixture_seconds", "train_loss_contrastive", "macro_auc"}
+    assert wanted <= tags, wanted - tags
+
+
 def test_evaluate_config_scores_the_saved_checkpoint(trained: Path, phantom_dir: Path, tmp_path: Path):
     workflow = ConfigWorkflow(
         config_file=[*TRAIN, str(CONFIGS / "evaluate.yaml")], workflow_type="train", run_id="evaluating",
@@ -89,8 +113,12 @@ def test_evaluate_config_scores_the_saved_checkpoint(trained: Path, phantom_dir:
 @pytest.mark.parametrize("run_id", ["training", "run"])
 def test_cli_trains_with_either_entry_id(run_id: str, phantom_dir: Path, tmp_path: Path):
     overrides = _small(phantom_dir, tmp_path / "out")
-    _cli("run", run_id, "--config_file", str(TRAIN), *_overrides_as_cli(overrides), cwd=tmp_path)
+    result = _cli("run", run_id, "--config_file", str(TRAIN), *_overrides_as_cli(overrides), cwd=tmp_path)
     assert set(_metrics(tmp_path / "out")["per_class"]) == set(CXRLT2024_CLASSES)
+    log = result.stdout + result.stderr
+    for diagnostic in ("mixture fit 1 (epoch 1", "clusters used, sizes min/median/max", "assignment entropy",
+                       "AMI vs finding combinations", "mean AMI vs each finding"):
+        assert diagnostic in log
 
 
 def test_inference_writes_a_cxrlt_submission(trained: Path, phantom_dir: Path, tmp_path: Path):

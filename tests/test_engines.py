@@ -148,7 +148,9 @@ def test_refits_follow_embeddings_that_spread_as_the_encoder_trains(warm_start):
 
     engine = Engine(lambda e, batch: None)
     engine.register_events(*IterationEvents)
-    handler = StudentTMixtureHandler(400, StudentTMixture(4, dof=4.0, random_state=0), warm_start=warm_start)
+    findings = np.eye(4)[np.arange(400) // 100]  # each cluster is one finding: the purity diagnostics see it
+    handler = StudentTMixtureHandler(400, StudentTMixture(4, dof=4.0, random_state=0), warm_start=warm_start,
+                                     reference_labels=findings)
     handler.attach(engine)
 
     @engine.on(Events.ITERATION_COMPLETED)
@@ -164,6 +166,8 @@ def test_refits_follow_embeddings_that_spread_as_the_encoder_trains(warm_start):
         assert ari < 0.9  # the failure this default avoids: one component swallows two clusters
     else:
         assert ari > 0.95 and handler.last_diagnostics["size_min"] == 100
+        assert handler.last_diagnostics["ami"] > 0.95 and handler.last_diagnostics["ami_findings"] > 0.5
+        assert engine.state.metrics["mixture_ami_findings"] == handler.last_diagnostics["ami_findings"]
 
 
 def test_sample_ids_outside_the_bank_are_named():

@@ -43,7 +43,7 @@ def test_compare_writes_table_two_and_paired_tests(tmp_path: Path):
     b = _fake_experiment(tmp_path, "cxrcml", better)
     table = compare([a, b], baseline="contrastive")
     assert "| experiment | runs | total | base | rare |" in table
-    assert "| cxrcml | 5 | 0.740 ± 0.016 |" in table
+    assert "| cxrcml | 5 | 0.740 ± 0.016 [0.720, 0.760] |" in table  # mean ± std [95% t interval]
     rare_row = next(line for line in table.splitlines() if line.startswith("| cxrcml | rare |"))
     assert "+0.05" in rare_row and "| 5 |" in rare_row
     with pytest.raises(ValueError, match="baseline 'nope'"):

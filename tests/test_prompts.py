@@ -108,6 +108,19 @@ def test_encode_class_prompts_averages_normalised_templates(tiny):
     model.train()
 
 
+def test_pooled_negative_is_the_normalised_mean_of_the_class_negatives(tiny):
+    model, tokenizer = tiny
+    names = ["Edema", "Normal", "Mass"]
+    own_pos, own_neg = encode_class_prompts(model, tokenizer, names, "present_absent")
+    pos, neg = encode_class_prompts(model, tokenizer, names, "present_absent_pooled")
+    torch.testing.assert_close(pos, own_pos)
+    shared = F.normalize(own_neg.mean(0), dim=0)
+    for row in neg:
+        torch.testing.assert_close(row, shared)
+    assert PromptSet.create({"positive": "{}", "negative": "no {}", "pooled_negative": True,
+                             "overrides": {"Normal": (["normal"], ["abnormal"])}}).pooled_negative
+
+
 def test_encode_class_prompts_batches_consistently(tiny):
     model, tokenizer = tiny
     full = encode_class_prompts(model, tokenizer, CXRLT2024_CLASSES, "present_absent", batch_size=256)

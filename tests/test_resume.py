@@ -4,7 +4,7 @@ Three epochs of the demo config on the test phantom, with the mixture term on fr
 caption recipes on: every source of randomness an epoch has. The metrics must be bit-identical between
 
 - two runs of the same seed with 0 and 2 data-loader workers (EpochSeededDataset seeds each film per epoch);
-- a run killed with SIGKILL during its second epoch and restarted with ``--resume true``, and the uninterrupted run.
+- a run killed with SIGKILL during its second epoch and restarted with ``--resume True``, and the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_metrics(uninterrupted: 
     process.wait()
     assert not (tmp_path / "metrics.json").exists(), "the run finished before it was killed: kill it earlier"
 
-    log = _train(command + ["--resume", "true"])
+    log = _train(command + ["--resume", "True"])
     assert "resume: continuing from" in log and "epoch 1" in log
     assert _metrics(tmp_path) == _metrics(uninterrupted)
     assert [p.name for p in (tmp_path / "models").glob("last_checkpoint_epoch=*.pt")] == ["last_checkpoint_epoch=3.pt"]
@@ -85,7 +85,37 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_metrics(uninterrupted: 
 def test_resume_without_a_checkpoint_starts_a_new_run_and_a_finished_run_trains_no_more(
     uninterrupted: Path, phantom_dir: Path, tmp_path: Path
 ):
-    log = _train(_command(phantom_dir, tmp_path, 0, "--epochs", "1", "--resume", "true"))
+    log = _train(_command(phantom_dir, tmp_path, 0, "--epochs", "1", "--resume", "True"))
     assert "starting a new run" in log and (tmp_path / "metrics.json").is_file()
-    log = _train(_command(phantom_dir, tmp_path, 0, "--epochs", "1", "--resume", "true"))
+    log = _train(_command(phantom_dir, tmp_path, 0, "--epochs", "1", "--resume", "True"))
     assert "nothing left to train" in log
+
+
+def test_latest_checkpoint_is_the_highest_epoch_not_the_last_name(tmp_path: Path):
+    from monai_cxrcml.handlers import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path) is None
+    for epoch in (2, 9, 10):
+        (tmp_path / f"last_checkpoint_epoch={epoch}.pt").write_bytes(b"")
+    (tmp_path / "model.pt").write_bytes(b"")
+    assert latest_checkpoint(tmp_path).name == "last_checkpoint_epoch=10.pt"
+
+
+def test_resume_refuses_a_checkpoint_carrying_code_without_running_it(tmp_path: Path):
+    import torch
+    from ignite.engine import Engine
+    from test_checkpoint import _Marker
+
+    from monai_cxrcml.handlers import resume_training
+    from monai_cxrcml.networks import CheckpointError
+
+    marker = tmp_path / "code_ran"
+    trainer = Engine(lambda engine, batch: None)
+    path = tmp_path / "last_checkpoint_epoch=3.pt"
+    torch.save({"trainer": trainer.state_dict(), "hook": _Marker(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused for safety"):
+        resume_training(trainer, {"trainer": trainer}, tmp_path)
+    assert not marker.exists()
+    torch.save({"model": {}}, path)  # written by another config
+    with pytest.raises(KeyError, match=r"holds no \['trainer'\].*config that wrote it"):
+        resume_training(trainer, {"trainer": trainer}, tmp_path)

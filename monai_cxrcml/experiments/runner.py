@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -47,7 +48,12 @@ def _config_files(bundle_config: str | os.PathLike, configs: Sequence[str | os.P
 
 
 def _cli_value(value: Any) -> str:
-    return "$None" if value is None else json.dumps(value) if isinstance(value, (list, dict, bool)) else str(value)
+    """A setting as MONAI's CLI (python-fire) reads it back: Python literals, so True/False stay booleans."""
+    if value is None:
+        return "$None"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"$float('{value}')"
+    return repr(value) if isinstance(value, (bool, list, tuple, dict)) else str(value)
 
 
 def run_experiment(

@@ -70,10 +70,21 @@ def paired_test(a: pd.Series, b: pd.Series) -> dict[str, float]:
     return out
 
 
+def _mean_cell(values: pd.Series) -> str:
+    """``mean ± std [95% t interval of the mean]`` over runs (just the value for one run)."""
+    if len(values) == 0:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values.mean():.3f}"
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f} [{values.mean() - half:.3f}, {values.mean() + half:.3f}]"
+
+
 def compare(
     experiment_dirs: Sequence[str | os.PathLike], baseline: str | None = None, probe: bool = False
 ) -> str:
-    """Markdown: Table 2 (total/base/rare AUC, mean +- std over runs) and, against ``baseline``, paired tests.
+    """Markdown: Table 2 (total/base/rare AUC, mean ± std and the 95% interval of the mean over runs) and, against
+    ``baseline``, paired tests.
 
     Parameters
     ----------
@@ -91,11 +102,8 @@ def compare(
     lines = ["| experiment | runs | " + " | ".join(label for _, label in columns) + " |",
              "| --- | ---: | " + " | ".join("---:" for _ in columns) + " |"]
     for name, frame in runs.items():
-        cells = []
-        for metric, _ in columns:
-            values = frame[metric].dropna() if metric in frame else pd.Series(dtype=float)
-            cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1
-                         else f"{values.mean():.3f}" if len(values) else "n/a")
+        cells = [_mean_cell(frame[metric].dropna() if metric in frame else pd.Series(dtype=float))
+                 for metric, _ in columns]
         lines.append(f"| {name} | {len(frame)} | " + " | ".join(cells) + " |")
     if baseline is not None:
         if baseline not in runs:

@@ -53,7 +53,8 @@ Published on ``engine.state`` for the trainer's loss:
 ``pseudo_labels`` (long [N], -1 = none), ``responsibilities`` (float [N, K] or None) and
 ``metric_loss_scale`` (float in [0, 1]). Diagnostics of each fit (cluster sizes, assignment entropy, nu,
 log-likelihood, fit time and, where true labels are given, the adjusted mutual information between clusters
-and the films' finding combinations) go to the log and to ``engine.state.metrics`` as ``mixture_*`` so
+and the films' finding combinations, ``ami``, and its mean over the single findings, ``ami_findings``: near 0 for
+clusters that ignore the findings) go to the log and to ``engine.state.metrics`` as ``mixture_*`` so
 ``StatsHandler`` and ``TensorBoardStatsHandler`` record them.
 """
 
@@ -182,6 +183,7 @@ class StudentTMixtureHandler:
         self.features_key = features_key
         self.id_key = id_key
         self.reference_labels = None if reference_labels is None else _label_combinations(reference_labels)
+        self.reference_findings = None if reference_labels is None else np.asarray(reference_labels) > 0.5
         self.min_fit_fraction = min_fit_fraction
         self.component_selection = component_selection
         self.component_candidates = tuple(component_candidates)
@@ -365,13 +367,14 @@ class StudentTMixtureHandler:
         self._publish(engine)
         if is_main_process() and self.logger.isEnabledFor(log_level):
             d = fit.diagnostics
+            purity = "".join(f", {text} {d[key]:.4f}" for key, text in (
+                ("ami", "AMI vs finding combinations"), ("ami_findings", "mean AMI vs each finding")) if key in d)
             self.logger.log(
                 log_level,
                 "mixture fit %d (epoch %d, %d films): %d clusters used, sizes min/median/max %d/%d/%d, "
                 "assignment entropy %.3f, nu %.2f, log-likelihood %.3f, %d EM iterations, %.2f s%s",
                 self.n_fits, epoch, d["n_films"], d["clusters_used"], d["size_min"], d["size_median"],
-                d["size_max"], d["entropy"], d["dof_mean"], d["log_likelihood"], d["n_iter"], d["seconds"],
-                f", AMI vs findings {d['ami']:.3f}" if "ami" in d else "",
+                d["size_max"], d["entropy"], d["dof_mean"], d["log_likelihood"], d["n_iter"], d["seconds"], purity,
             )
 
     def _select_components(self, mixture: StudentTMixture, features: torch.Tensor) -> None:
@@ -402,8 +405,14 @@ class StudentTMixtureHandler:
             "seconds": seconds,
         }
         if self.reference_labels is not None:
-            reference = self.reference_labels[ids.cpu().numpy()]
-            d["ami"] = float(adjusted_mutual_info_score(reference[assigned], labels[assigned]))
+            rows = ids.cpu().numpy()[assigned]
+            d["ami"] = float(adjusted_mutual_info_score(self.reference_labels[rows], labels[assigned]))
+            findings = self.reference_findings[rows]
+            scorable = [c for c in range(findings.shape[1]) if 2 <= findings[:, c].sum() <= len(rows) - 2]
+            if scorable:
+                d["ami_findings"] = float(np.mean(
+                    [adjusted_mutual_info_score(findings[:, c], labels[assigned]) for c in scorable]
+                ))
         return d
 
     # ------------------------------------------------------------------------------------------ checkpoint

@@ -1,4 +1,4 @@
-"""Resume a training run from the newest checkpoint in its checkpoint folder: ``--resume true``.
+"""Resume a training run from the newest checkpoint in its checkpoint folder: ``--resume True``.
 
 The bundle's training config saves, after every epoch, ``last_checkpoint_epoch=<e>.pt`` holding everything the run
 needs to go on: model, optimizer, learning-rate scheduler, mixture memory bank and pseudo-labels, early-stopping

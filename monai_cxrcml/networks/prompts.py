@@ -10,6 +10,12 @@ Presets (:data:`PROMPT_PRESETS`):
   captions, for models trained with them.
 - ``"chexzero"``: ``"{}"`` / ``"no {}"``, CheXzero's pair, for CheXzero weights used as they are.
 - ``"ensemble"``: both grammars plus report phrasings, averaged.
+- ``"present_absent_pooled"``: ``"{} is present"`` against one negative shared by all classes, the re-normalised
+  mean of every class's ``"{} is absent"`` embedding (``pooled_negative=True``). A text tower trained from scratch
+  on meta-label captions barely tells one "x is absent" from another (their embeddings have a mean pairwise cosine
+  of 0.91-0.94 on the demo's model), so the class's own negative adds mostly noise, and for "Normal" it behaves like
+  a double negation (AUC 0.05 with its own negative, 0.93 with the pooled one, same checkpoint); the pooled
+  negative is a per-film reference level instead (BENCHMARKS.md, "Prompts").
 
 Normality classes ("Normal" of CXR-LT, "No Finding" of CheXpert) are statements about the absence of findings,
 so a negative template would make a double negation ("no normal", "no finding is absent"); CheXzero's "no No
@@ -61,12 +67,16 @@ class PromptSet:
         value may be a pair of lists or ``{"positive": [...], "negative": [...]}``.
     name
         Label shown in logs (the preset name, or ``"custom"``).
+    pooled_negative
+        Score every class against one negative embedding, the re-normalised mean of all the classes' negative
+        embeddings, instead of its own (see ``"present_absent_pooled"``).
     """
 
     positive: _Texts
     negative: _Texts
     overrides: Mapping[str, tuple[_Texts, _Texts]] = field(default_factory=dict)
     name: str = "custom"
+    pooled_negative: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positive", _as_texts(self.positive, "PromptSet.positive"))
@@ -128,15 +138,24 @@ class PromptSet:
 
 _NORMAL_REPORT = (("no acute cardiopulmonary process",), ("acute cardiopulmonary process",))
 
+_PRESENT_ABSENT_NORMAL = {
+    "Normal": (("normal is present",), ("normal is absent",)),
+    "No Finding": (("normal is present",), ("normal is absent",)),
+}
+
 PROMPT_PRESETS: dict[str, PromptSet] = {
     "present_absent": PromptSet(
         positive=("{} is present",),
         negative=("{} is absent",),
-        overrides={
-            "Normal": (("normal is present",), ("normal is absent",)),
-            "No Finding": (("normal is present",), ("normal is absent",)),
-        },
+        overrides=_PRESENT_ABSENT_NORMAL,
         name="present_absent",
+    ),
+    "present_absent_pooled": PromptSet(
+        positive=("{} is present",),
+        negative=("{} is absent",),
+        overrides=_PRESENT_ABSENT_NORMAL,
+        name="present_absent_pooled",
+        pooled_negative=True,
     ),
     "chexzero": PromptSet(
         positive=("{}",),
@@ -214,7 +233,8 @@ def encode_class_prompts(
     -------
     tuple[torch.Tensor, torch.Tensor]
         ``pos [C, D]`` and ``neg [C, D]``, float32, L2-normalised: for each class the re-normalised mean of its
-        L2-normalised prompt embeddings.
+        L2-normalised prompt embeddings (every row of ``neg`` the re-normalised mean of those rows with
+        ``pooled_negative``).
     """
     prompt_set = PromptSet.create(prompts)
     if not class_names:
@@ -230,4 +250,7 @@ def encode_class_prompts(
     sums = torch.zeros(2 * len(class_names), embeddings.shape[1], device=embeddings.device)
     sums.index_add_(0, index, embeddings)
     means = F.normalize(sums, dim=-1)  # re-normalising the sum equals re-normalising the mean
-    return means[: len(class_names)], means[len(class_names) :]
+    pos, neg = means[: len(class_names)], means[len(class_names) :]
+    if prompt_set.pooled_negative:
+        neg = F.normalize(neg.mean(0, keepdim=True), dim=-1).expand_as(neg).contiguous()
+    return pos, neg
