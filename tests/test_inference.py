@@ -209,3 +209,19 @@ def test_cli_reports_a_usage_error_in_one_line(checkpoint, real_world_folder, tm
                    "--aggregate", "max", "--output", str(tmp_path / "x.csv")])
     assert status == 2 and "study_id" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_bundle_inference_config_scores_a_folder(checkpoint, real_world_folder, tmp_path):
+    """The same folder through bundle/configs/inference.yaml, as `python -m monai.bundle run` runs it."""
+    from monai.bundle import ConfigWorkflow
+
+    config = Path(__file__).resolve().parents[1] / "bundle" / "configs" / "inference.yaml"
+    workflow = ConfigWorkflow(config_file=str(config), workflow_type="infer", input=str(real_world_folder),
+                              output_dir=str(tmp_path), ckpt_path=str(checkpoint), model_name=MODEL,
+                              normalization="clip", num_workers=0, batch_size=2)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    written = pd.read_csv(tmp_path / "submission.csv")
+    assert written.columns.tolist() == ["path", *CXRLT2024_CLASSES] and written["path"].tolist() == READABLE
+    assert pd.read_csv(tmp_path / "submission.unreadable.csv")["path"].tolist() == BROKEN

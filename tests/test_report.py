@@ -109,6 +109,16 @@ def test_every_plot_is_a_png_of_sensible_size(report):
             assert 300 <= image.width <= 3000 and 300 <= image.height <= 3000, (name, image.size)
 
 
+def test_long_steps_show_progress(run, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="monai_cxrcml"):
+        make_report(run[0], tsne_max=300)
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("report [")]
+    assert [s.split("]")[0] for s in steps] == [f"report [{i}/5" for i in range(1, 6)]
+    assert "previous step" in steps[-1] and "t-SNE" in " ".join(steps)
+
+
 def test_summary_mentions_each_plot_and_the_group_means(report, run):
     _, _, metrics = run
     text = report.summary_path.read_text()
