@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import DataLoader, Dataset
+from monai.data import DataLoader, Dataset, set_track_meta
 from open_clip.modified_resnet import ModifiedResNet
 from sklearn.metrics import roc_auc_score
 from torch import nn
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--towers", nargs="+", default=list(towers()))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    set_track_meta(False)  # plain tensors: the films are stacked and sliced as one batch
     logging.disable(logging.WARNING)
     root = ensure_phantom(args.phantom, patients=args.patients, size=256, seed=0)
     fold = load_fold(root / "train_labeled.csv", image_root=root, fold=0)

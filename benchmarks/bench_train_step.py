@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import open_clip
 import torch
 from ignite.engine import Events
 from monai.data import MetaTensor
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--model", default=None,
                         help="open_clip name (default: cxrcml-tiny on CPU, ViT-B-32-quickgelu on CUDA)")
-    parser.add_argument("--image-size", type=int, default=None, help="default: 64 (tiny) or 224")
+    parser.add_argument("--image-size", type=int, default=None, help="default: the model config's")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         print("skipped: no CUDA")
         return
     args.model = args.model or ("ViT-B-32-quickgelu" if args.device == "cuda" else "cxrcml-tiny")
-    args.image_size = args.image_size or (64 if args.model.startswith("cxrcml-tiny") else 224)
+    args.image_size = args.image_size or open_clip.get_model_config(args.model)["vision_cfg"]["image_size"]
     if args.threads:
         torch.set_num_threads(args.threads)
     n_batches = args.warmup + args.steps

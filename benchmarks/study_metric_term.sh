@@ -8,7 +8,8 @@
 #
 # Every arm is configs/demo.yaml's recipe written out (600-patient phantom, fold 0, cxrcml-cnn at 64 px, batch 64,
 # 40 epochs, lr 1e-3 warm-up + cosine, no augmentation, caption subsets + absent phrases, pooled negative prompts,
-# K = 40, margin 0.2, batch-hard mining, full covariances, one refit per epoch from k-means) on the same data and
+# K = 40, margin 0.2, batch-hard mining, diagonal covariances, one refit per epoch from k-means, channels-last) on
+# the same data and
 # split (split_seed 0); `seed` moves initialisation, data order, captions and the mixture's k-means. Finished runs
 # are skipped; "contrastive" is shared with benchmarks/study_zero_shot.sh. Results: BENCHMARKS.md, "The mixture and
 # triplet term".
@@ -19,7 +20,7 @@ recipe=(--config configs/demo.yaml --output-root "$ROOT" --set model_name=cxrcml
         --set batch_size=64 --set epochs=40 --set lr=1e-3 --set lr_schedule=warmup_cosine --set warmup_steps=100
         --set augmentation=False --set caption_shuffle=True --set caption_subset=True --set caption_negatives=0.5
         --set prompts=present_absent_pooled --set num_clusters=40 --set triplet_margin=0.2
-        --set triplet_mining=batch_hard --set covariance_type=full --set refit_schedule=epoch)
+        --set triplet_mining=batch_hard --set covariance_type=diag --set refit_schedule=epoch --set channels_last=True)
 declare -A ARM=(
   [contrastive]="--set metric_loss_weight=0.0"
   [gmm-triplet]="--set metric_loss_weight=1.0 --set nu=.inf"

@@ -17,7 +17,7 @@ SEEDS="0 1 2"
 common=(--config configs/demo.yaml --output-root "$ROOT" --seeds $SEEDS --probe
         --set metric_loss_weight=0.0 --set model_name=cxrcml-cnn --set image_size=64 --set batch_size=64
         --set epochs=40 --set lr=1e-3 --set lr_schedule=warmup_cosine --set warmup_steps=100 --set augmentation=False
-        --set prompts=present_absent_pooled)
+        --set prompts=present_absent_pooled --set covariance_type=diag --set channels_last=True)
 recipe=(--set caption_shuffle=True --set caption_subset=True --set caption_negatives=0.5)
 run() { python -m monai_cxrcml.experiments run "$@"; }
 

@@ -27,6 +27,7 @@ def _small(phantom_dir: Path, output_dir: Path) -> dict:
         "output_dir": str(output_dir),
         "cache_dir": None,
         "epochs": 1,
+        "warmup_steps": 2,
         "batch_size": 16,
         "num_workers": 0,
         "n_bootstrap": 20,
@@ -128,7 +129,7 @@ def test_inference_writes_a_cxrlt_submission(trained: Path, phantom_dir: Path, t
         "input": str(test_csv),
         "output_dir": str(tmp_path),
         "ckpt_path": str(trained / "models" / "model.pt"),
-        "model_name": "cxrcml-tiny",
+        "model_name": "cxrcml-cnn",
         "normalization": "clip",
         "num_workers": 0,
     }

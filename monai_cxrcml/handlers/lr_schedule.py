@@ -68,7 +68,7 @@ def lr_schedule_handler(
         if total_steps is None or total_steps <= warmup_steps:
             raise ValueError(
                 f"schedule='warmup_cosine' needs total_steps > warmup_steps ({total_steps} vs {warmup_steps}): "
-                "total_steps = epochs x iterations per epoch."
+                "total_steps = epochs x iterations per epoch; lower warmup_steps (e.g. --warmup_steps 10) or train longer."
             )
         scheduler = WarmupCosineSchedule(optimizer, warmup_steps=warmup_steps, t_total=total_steps, end_lr=end_lr)
         return LrScheduleHandler(scheduler, print_lr=False, epoch_level=False)

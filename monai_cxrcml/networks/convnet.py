@@ -2,9 +2,9 @@
 
 A ViT learns little from a thousand films: on the phantom, supervised for two CPU minutes, the 4-layer ViT of
 ``cxrcml-tiny`` reaches a test macro AUC of 0.61 while this network (width 16, 0.3 M parameters, same 64 px input)
-reaches 0.87 (BENCHMARKS.md, "Image tower"). Its stages keep full resolution before the first pooling, so signs of a
-few pixels survive; ModifiedResNet's stem (open_clip's RN50 family) divides the resolution by 4 before any block and
-reaches 0.81.
+reaches 0.85 (``benchmarks/bench_image_tower.py``; BENCHMARKS.md, "Image tower"). Its stages keep full resolution
+before the first pooling, so signs of a few pixels survive; ModifiedResNet's stem (open_clip's RN50 family, 1.4 M
+parameters) divides the resolution by 4 before any block and reaches 0.82.
 
 The network is registered in timm's model registry as ``cxrcml_convnet16`` (and ``cxrcml_convnet8``) when
 :mod:`monai_cxrcml.networks` is imported, so open_clip builds it through its ``timm_model_name`` vision config
