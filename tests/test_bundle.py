@@ -28,6 +28,7 @@ def _small(phantom_dir: Path, output_dir: Path) -> dict:
         "cache_dir": None,
         "epochs": 1,
         "warmup_steps": 2,
+        "log_interval": 2,
         "batch_size": 16,
         "num_workers": 0,
         "n_bootstrap": 20,
