@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
-from sklearn.metrics import adjusted_mutual_info_score
 
 from monai_cxrcml.data import load_fold
 from monai_cxrcml.engines import encode_images
+from monai_cxrcml.handlers import cluster_purity
 from monai_cxrcml.mixture import StudentTMixture
 from monai_cxrcml.networks import create_clip
 from monai_cxrcml.transforms import chest_film_transforms, skip_unreadable_collate
@@ -43,13 +43,6 @@ def embed(model: torch.nn.Module, datalist: list[dict], image_size: int, cache_d
     loader = DataLoader(Dataset(datalist, transform), batch_size=128, collate_fn=skip_unreadable_collate)
     features = torch.as_tensor(encode_images(model.eval(), loader, "cpu").features).float()
     return torch.nn.functional.normalize(features, dim=1)
-
-
-def purity(labels: np.ndarray, findings: np.ndarray) -> tuple[float, float]:
-    _, combination = np.unique(findings, axis=0, return_inverse=True)
-    scorable = [c for c in range(findings.shape[1]) if 2 <= findings[:, c].sum() <= len(labels) - 2]
-    per_finding = np.mean([adjusted_mutual_info_score(findings[:, c], labels) for c in scorable])
-    return adjusted_mutual_info_score(combination.ravel(), labels), float(per_finding)
 
 
 def main() -> None:
@@ -85,9 +78,9 @@ def main() -> None:
                     mixture.warm_start = True
                 labels = mixture.fit(trained).predict(trained).numpy()
                 sizes = np.bincount(labels, minlength=40)
-                ami, ami_findings = purity(labels, findings)
+                purity = cluster_purity(labels, findings)
                 print(f"| {start} | {covariance} | {shrinkage:g} | {sizes.min()}/{int(np.median(sizes))}/"
-                      f"{sizes.max()} | {ami:.3f} | {ami_findings:.4f} |")
+                      f"{sizes.max()} | {purity['ami']:.3f} | {purity['ami_findings']:.4f} |")
 
 
 if __name__ == "__main__":

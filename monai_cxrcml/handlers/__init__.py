@@ -2,7 +2,7 @@
 
 from .epoch_seeding import EpochSeeding
 from .lr_schedule import LR_SCHEDULES, lr_schedule_handler
-from .mixture import StudentTMixtureHandler
+from .mixture import StudentTMixtureHandler, cluster_purity
 from .multilabel_auc import MultiLabelAUC
 from .prediction_writer import PredictionWriter
 from .report_writer import MetricsReportWriter
@@ -18,6 +18,7 @@ __all__ = [
     "PredictionWriter",
     "StudentTMixtureHandler",
     "SubmissionWriter",
+    "cluster_purity",
     "latest_checkpoint",
     "lr_schedule_handler",
     "resume_training",
