@@ -12,6 +12,20 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _restore_track_meta():
+    """Restore MONAI's global MetaTensor switch after each test.
+
+    The bundle's ``initialize`` calls ``monai.data.set_track_meta(False)``; a bundle run in-process (ConfigWorkflow)
+    would otherwise leave every later test with plain tensors where it expects MetaTensors.
+    """
+    from monai.data import get_track_meta, set_track_meta
+
+    tracked = get_track_meta()
+    yield
+    set_track_meta(tracked)
+
+
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A phantom CXR-LT + MIMIC-CXR-JPG file set small enough for unit tests (shared, read-only)."""

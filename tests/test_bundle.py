@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from monai.bundle import ConfigWorkflow
+from monai.data import get_track_meta
 
 from monai_cxrcml.data import CXRLT2024_CLASSES
 
@@ -57,6 +58,7 @@ def trained(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     assert workflow.check_properties() == []
     workflow.run()
     workflow.finalize()
+    assert get_track_meta(), "train.yaml's finalize must switch MetaTensors back on for in-process callers"
     return output_dir
 
 
