@@ -13,6 +13,7 @@ import pytest
 from monai.bundle import ConfigWorkflow
 from monai.data import get_track_meta
 
+from _bundle_runs import SHORT_RUN, cli_args
 from monai_cxrcml.data import CXRLT2024_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +29,7 @@ def _small(phantom_dir: Path, output_dir: Path) -> dict:
         "output_dir": str(output_dir),
         "cache_dir": None,
         "epochs": 1,
-        "warmup_steps": 2,
-        "log_interval": 2,
+        **SHORT_RUN,
         "batch_size": 16,
         "num_workers": 0,
         "n_bootstrap": 20,
@@ -42,10 +42,6 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
-
-
-def _overrides_as_cli(overrides: dict) -> list[str]:
-    return [token for k, v in overrides.items() for token in (f"--{k}", "$None" if v is None else str(v))]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +79,7 @@ def test_lowercase_switches_from_the_command_line_are_refused(phantom_dir: Path,
     """MONAI's CLI hands 'false' over as text, which Python would take as on: the run stops and says what to type."""
     result = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(TRAIN),
-         *_overrides_as_cli(_small(phantom_dir, tmp_path)), "--augmentation", "false", "--resume", "true"],
+         *cli_args(_small(phantom_dir, tmp_path)), "--augmentation", "false", "--resume", "true"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
     assert "resume='true', augmentation='false'" in result.stderr and "capitalised" in result.stderr
@@ -117,7 +113,7 @@ def test_evaluate_config_scores_the_saved_checkpoint(trained: Path, phantom_dir:
 @pytest.mark.parametrize("run_id", ["training", "run"])
 def test_cli_trains_with_either_entry_id(run_id: str, phantom_dir: Path, tmp_path: Path):
     overrides = _small(phantom_dir, tmp_path / "out")
-    result = _cli("run", run_id, "--config_file", str(TRAIN), *_overrides_as_cli(overrides), cwd=tmp_path)
+    result = _cli("run", run_id, "--config_file", str(TRAIN), *cli_args(overrides), cwd=tmp_path)
     assert set(_metrics(tmp_path / "out")["per_class"]) == set(CXRLT2024_CLASSES)
     log = result.stdout + result.stderr
     for diagnostic in ("mixture fit 1 (epoch 1", "clusters used, sizes min/median/max", "assignment entropy",

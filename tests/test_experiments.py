@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _bundle_runs import SHORT_RUN
 from monai_cxrcml.experiments import collect_runs, compare, paired_test, run_dir, run_experiment, summarise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def test_missing_config_is_named(tmp_path: Path):
 @pytest.mark.slow
 def test_cross_validation_runner_trains_each_fold_and_resumes(phantom_dir: Path, tmp_path: Path):
     overrides = {"dataset_dir": str(phantom_dir), "cache_dir": None, "epochs": 1, "batch_size": 16,
-                 "num_workers": 0, "n_bootstrap": 0, "num_folds": 2}
+                 "num_workers": 0, "n_bootstrap": 0, "num_folds": 2, **SHORT_RUN}
     exp = run_experiment("cv", [REPO / "configs" / "demo.yaml"], tmp_path, folds=(0, 1), overrides=overrides,
                          probe=True, bundle_config=REPO / "bundle/configs/train.yaml")
     runs = collect_runs(exp)

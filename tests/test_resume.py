@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _bundle_runs import cli_args
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = str([str(REPO / "bundle" / "configs" / "train.yaml"), str(REPO / "configs" / "demo.yaml")])
@@ -26,8 +27,8 @@ FILES = str([str(REPO / "bundle" / "configs" / "train.yaml"), str(REPO / "config
 def _command(phantom_dir: Path, output_dir: Path, workers: int, *extra: str) -> list[str]:
     overrides = {"dataset_dir": str(phantom_dir), "output_dir": str(output_dir), "cache_dir": "$None", "epochs": "3",
                  "batch_size": "16", "num_workers": str(workers), "n_bootstrap": "20", "warmup_steps": "5"}
-    tokens = [t for k, v in overrides.items() for t in (f"--{k}", v)]
-    return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", FILES, *tokens, *extra]
+    return [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", FILES, *cli_args(overrides),
+            *extra]
 
 
 def _env() -> dict:
