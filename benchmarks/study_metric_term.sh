@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/study_metric_term.sh arms          # 5 arms x seeds 0-4 (~2 h on 2 CPU cores)
 #   SEEDS="0 1 2" ARMS="contrastive t-triplet-nu4 gmm-triplet" bash benchmarks/study_metric_term.sh arms  # a subset
-#   bash benchmarks/study_metric_term.sh screen        # 4 knob settings x seeds 0-2 (~1 h)
+#   bash benchmarks/study_metric_term.sh screen        # 5 knob settings x seeds 0-2 (~1 h)
 #   bash benchmarks/study_metric_term.sh best ARM      # seeds 3-4 of the best screened setting
 #   bash benchmarks/study_metric_term.sh table         # Table 2 with paired tests against contrastive only
 #
@@ -32,9 +32,10 @@ declare -A ARM=(
   [late-t-nu4-soft]="--set metric_loss_weight=1.0 --set nu=4.0 --set metric_warmup_epochs=20 --set metric_ramp_epochs=5 --set soft_triplets=True"
   [late-t-nu4-balanced]="--set metric_loss_weight=1.0 --set nu=4.0 --set metric_warmup_epochs=20 --set metric_ramp_epochs=5 --set balanced_sampler=True --set samples_per_cluster=4"
   [light-t-nu4]="--set metric_loss_weight=0.3 --set nu=4.0"
+  [t-nu4-gmm-start]="--set metric_loss_weight=1.0 --set nu=4.0 --set cluster_gaussian_start=True"
 )
 MAIN=(contrastive t-triplet-nu4 gmm-triplet t-triplet-nu2 t-triplet-nu6)
-KNOBS=(late-t-nu4 late-t-nu4-soft late-t-nu4-balanced light-t-nu4)
+KNOBS=(late-t-nu4 late-t-nu4-soft late-t-nu4-balanced light-t-nu4 t-nu4-gmm-start)
 run() {  # arm seeds...
   local arm=$1; shift
   # shellcheck disable=SC2086

@@ -227,6 +227,24 @@ def test_warm_start_converges_in_fewer_iterations():
     assert model.n_iter_ < cold_iterations and model.n_iter_ <= 3
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_gaussian_start_is_student_t_em_from_the_fitted_gaussian_mixture(small_t, covariance_type):
+    """The paper's "GMM refined by Student-t": a Gaussian fit from the seeded start, then t EM from its parameters."""
+    x, _ = small_t
+    gmm = GaussianMixture(3, covariance_type=covariance_type, tol=1e-6, random_state=3).fit(x)
+    refined = StudentTMixture(3, covariance_type=covariance_type, dof=4.0, tol=1e-6, random_state=3,
+                              gaussian_start=True).fit(x)
+    from_gmm = StudentTMixture(3, covariance_type=covariance_type, dof=4.0, tol=1e-6, means_init=gmm.means_,
+                               weights_init=gmm.weights_, covariances_init=gmm.covariances_).fit(x)
+    for name in ("means_", "covariances_", "weights_"):
+        np.testing.assert_allclose(getattr(refined, name).numpy(), getattr(from_gmm, name).numpy(), rtol=1e-10)
+    assert refined.n_iter_ == gmm.n_iter_ + from_gmm.n_iter_
+    assert refined.lower_bounds_ == gmm.lower_bounds_ + from_gmm.lower_bounds_
+    assert torch.equal(refined.dofs_, torch.full((3,), 4.0, dtype=torch.float64))
+    plain = StudentTMixture(3, covariance_type=covariance_type, dof=4.0, tol=1e-6, random_state=3).fit(x)
+    assert not torch.equal(plain.means_, refined.means_)
+
+
 def test_chunked_equals_unchunked_and_deterministic(small_t):
     x, _ = small_t
     whole = StudentTMixture(3, random_state=7, estimate_dof=True).fit(x)

@@ -32,6 +32,10 @@ Decisions (each documented where it acts):
   4 seeds, N=20000, d=128, K=40, t data): k-means start 1.7-4.6 s, 6-18 EM iterations, ARI 0.975-1.0;
   k-means++ start 2.7-7.1 s, 11-29 iterations, ARI 0.937-0.977. Lloyd costs ``O(N K d)`` per round against
   the EM's ``O(N K d^2)``, so the better start is nearly free and saves EM iterations.
+- **"GMM refined by Student-t"** (the paper's words, ``gaussian_start=True``): from the seeded start, EM first
+  fits a Gaussian mixture (the same loop with ``nu = inf``) to convergence, and Student-t EM then refines it from
+  those parameters. Default ``False``: Student-t EM straight from the k-means start, chosen by measurement on the
+  phantom's trained embeddings (BENCHMARKS.md, "GMM refined by Student-t").
 - **Fewer rows than components** (per-batch fits): the fit uses ``K' = min(K, N // min_points_per_component,
   distinct rows)`` components (at least 1), reported as ``n_components_``; outputs have ``K'`` columns. A warm
   start from a fit with another ``K'`` is ignored with a warning.
@@ -127,6 +131,10 @@ class StudentTMixture:
     init_params
         ``"k-means"`` (best of 3 k-means runs), ``"k-means++"`` (seeds only) or ``"random"`` (rows); see the
         module docstring.
+    gaussian_start
+        Fit a Gaussian mixture from each start first and refine it with Student-t EM (the paper's "GMM
+        refined by Student-t"); ignored for warm starts and for ``dof = inf``. ``n_iter_`` and
+        ``lower_bounds_`` then cover both stages.
     n_init
         Number of seeded starts; the fit with the highest final log-likelihood is kept (ignored for warm and
         explicit starts). On overlapping clusters one start finds the best optimum only for some seeds
@@ -186,6 +194,7 @@ class StudentTMixture:
         reg_covar: float | str = "auto",
         shrinkage: float = 0.0,
         init_params: str = "k-means",
+        gaussian_start: bool = False,
         n_init: int = 1,
         means_init: object | None = None,
         weights_init: object | None = None,
@@ -208,6 +217,7 @@ class StudentTMixture:
         self.reg_covar = reg_covar
         self.shrinkage = shrinkage
         self.init_params = init_params
+        self.gaussian_start = gaussian_start
         self.n_init = n_init
         self.means_init = means_init
         self.weights_init = weights_init
@@ -237,6 +247,7 @@ class StudentTMixture:
             (not isinstance(self.shrinkage, str) and self.shrinkage >= 0, "shrinkage", "a float >= 0"),
             (self.init_params in ("k-means++", "k-means", "random"), "init_params",
              "'k-means++', 'k-means' or 'random'"),
+            (isinstance(self.gaussian_start, bool), "gaussian_start", "True or False"),
             (isinstance(self.n_init, int) and self.n_init >= 1, "n_init", "an int >= 1"),
             (self.chunk_size is None or (isinstance(self.chunk_size, int) and self.chunk_size >= 1), "chunk_size",
              "None or an int >= 1"),
@@ -342,7 +353,13 @@ class StudentTMixture:
             best = None
             for _ in range(1 if warm is not None or self._explicit_start else self.n_init):
                 params = warm or self._seeded_start(x, k, model, center, mean_var, reg, chunk, generator)
+                gaussian = None
+                if warm is None and self.gaussian_start and not self._gaussian:
+                    gaussian = self._em(x, params, model, center, mean_var, reg, chunk, prior, gaussian=True)
+                    params = gaussian.params
                 run = self._em(x, params, model, center, mean_var, reg, chunk, prior)
+                if gaussian is not None:
+                    run = run.after(gaussian)
                 if best is None or run.lower_bound > best.lower_bound:
                     best = run
             self._store(best, model, center, reg, k)
@@ -358,8 +375,10 @@ class StudentTMixture:
         reg: float,
         chunk: int,
         prior: CovariancePrior | None,
+        gaussian: bool = False,
     ) -> _Run:
-        """EM iterations from ``params`` (MAP covariance updates under ``prior`` when given)."""
+        """EM iterations from ``params`` (MAP covariance updates under ``prior`` when given); ``gaussian`` runs them
+        with every ``nu = inf`` whatever ``dof`` is."""
         n, d = x.shape
         k, acc = params.means.shape[0], center.dtype
         reseed_below = min(RESEED_BELOW, RESEED_FRACTION * n / k)
@@ -367,12 +386,14 @@ class StudentTMixture:
         previous, change = -math.inf, math.inf
         converged, n_iter = False, 0
         reseeded = torch.zeros(k, dtype=torch.bool, device=x.device)
+        gaussian = gaussian or self._gaussian
+        estimate_dof = self.estimate_dof and not gaussian
         tick = time.perf_counter()
         for n_iter in range(1, self.max_iter + 1):
-            ops = prepare_operands(params, model, center, x.dtype, self._gaussian)
-            stats = e_step(x, ops, model, chunk, statistics=True, dof_term=self.estimate_dof, accumulate_dtype=acc)
+            ops = prepare_operands(params, model, center, x.dtype, gaussian)
+            stats = e_step(x, ops, model, chunk, statistics=True, dof_term=estimate_dof, accumulate_dtype=acc)
             weights, means, covariances, dofs = m_step(
-                stats, x, params, model, center, reg, self.estimate_dof, self.max_dof, chunk, prior
+                stats, x, params, model, center, reg, estimate_dof, self.max_dof, chunk, prior
             )
             factor, ok = model.factorize(covariances)
             small = (stats.resp_sum < reseed_below) & ~reseeded
@@ -675,6 +696,11 @@ class _Run:
     @property
     def lower_bound(self) -> float:
         return self.lower_bounds[-1] if self.lower_bounds else -math.inf
+
+    def after(self, first: _Run) -> _Run:
+        """This run as the second stage of ``first`` (iterations, log-likelihoods and re-seeds of both)."""
+        return _Run(self.params, self.converged, first.n_iter + self.n_iter, first.lower_bounds + self.lower_bounds,
+                    first.n_reseeded + self.n_reseeded, self.reseed_below, self.last_change)
 
 
 def _data_moments(x: torch.Tensor, chunk: int, acc: torch.dtype) -> tuple[torch.Tensor, float, float]:
