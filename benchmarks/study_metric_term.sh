@@ -5,7 +5,7 @@
 #   SEEDS="0 1 2" ARMS="contrastive t-triplet-nu4 gmm-triplet" bash benchmarks/study_metric_term.sh arms  # a subset
 #   bash benchmarks/study_metric_term.sh screen        # 5 knob settings x seeds 0-2 (~1 h)
 #   bash benchmarks/study_metric_term.sh best ARM      # seeds 3-4 of the best screened setting
-#   bash benchmarks/study_metric_term.sh table         # Table 2 with paired tests against contrastive only
+#   bash benchmarks/study_metric_term.sh table         # Table 2, paired tests against contrastive only (Holm-adjusted)
 #
 # Every arm is configs/demo.yaml's recipe written out (600-patient phantom, fold 0, cxrcml-cnn at 64 px, batch 64,
 # 40 epochs, lr 1e-3 warm-up + cosine, no augmentation, caption subsets + absent phrases, pooled negative prompts,
@@ -46,6 +46,6 @@ case "${1:-}" in
   screen) for arm in "${KNOBS[@]}"; do run "$arm" 0 1 2; done ;;
   best) run "${2:?name the best screened arm}" 3 4 ;;
   table) python -m monai_cxrcml.experiments compare \
-           $(for arm in "${MAIN[@]}" "${KNOBS[@]}"; do [ -d "$ROOT/$arm" ] && echo "$ROOT/$arm"; done) --baseline contrastive ;;
+           $(for arm in "${MAIN[@]}" "${KNOBS[@]}"; do [ -d "$ROOT/$arm" ] && echo "$ROOT/$arm"; done) --baseline contrastive --probe ;;
   *) echo "usage: $0 arms|screen|best ARM|table" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from _bundle_runs import SHORT_RUN
-from monai_cxrcml.experiments import collect_runs, compare, paired_test, run_dir, run_experiment, summarise
+from monai_cxrcml.experiments import collect_runs, compare, holm, paired_test, run_dir, run_experiment, summarise
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +49,26 @@ def test_compare_writes_table_two_and_paired_tests(tmp_path: Path):
     assert "+0.05" in rare_row and "| 5 |" in rare_row
     with pytest.raises(ValueError, match="baseline 'nope'"):
         compare([a, b], baseline="nope")
+
+
+def test_holm_adjusts_for_the_experiments_compared_with_one_baseline():
+    adjusted = holm([0.01, 0.04, 0.03, float("nan")])  # hand-computed: 3 x 0.01, max(2 x 0.03, 0.04), 0.06
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_compare_gives_holm_adjusted_p_values_over_the_experiments(tmp_path: Path):
+    keys = [(0, s) for s in range(4)]
+    base = {k: (0.70 + 0.01 * i, 0.71, 0.60) for i, k in enumerate(keys)}
+    experiments = [_fake_experiment(tmp_path, "contrastive", base)]
+    for name, shift in (("small", 0.004), ("large", 0.05)):
+        runs = {k: (m + shift + 0.002 * (i % 2), b, r) for i, (k, (m, b, r)) in enumerate(base.items())}
+        experiments.append(_fake_experiment(tmp_path, name, runs))
+    table = compare(experiments, baseline="contrastive")
+    assert "| p (t-test) | p (Holm) | p (Wilcoxon) |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| large | total |"))
+    cells = [c.strip() for c in row.split("|")]
+    assert float(cells[7]) == pytest.approx(2 * float(cells[6]), rel=1e-2)  # the smaller of two p-values, x 2
 
 
 def test_paired_test_pairs_by_run_and_handles_too_few_pairs():

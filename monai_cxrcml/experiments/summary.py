@@ -4,7 +4,8 @@ Table 2 of the paper reports, per method, the zero-shot AUC over all ("total"), 
 over five folds. :func:`compare` writes the same table for any experiments run by
 :func:`~monai_cxrcml.experiments.run_experiment`, with the standard deviation over runs, and, against a baseline
 experiment, the mean paired difference of each metric over the (fold, seed) runs both have, its 95% interval
-(t distribution) and the two-sided paired t-test and Wilcoxon signed-rank p-values.
+(t distribution), the two-sided paired t-test and Wilcoxon signed-rank p-values, and the t-test p-value adjusted
+for comparing several experiments with the same baseline (Holm's step-down, per metric).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["collect_runs", "summarise", "compare", "paired_test", "METRICS"]
+__all__ = ["collect_runs", "summarise", "compare", "paired_test", "holm", "METRICS"]
 
 METRICS = ("macro_auc", "base_auc", "rare_auc", "macro_ap")
 _RUN = re.compile(r"fold(\d+)-seed(\d+)$")
@@ -70,6 +71,19 @@ def paired_test(a: pd.Series, b: pd.Series) -> dict[str, float]:
     return out
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (family-wise error); NaN stays NaN and takes no part."""
+    p = np.asarray(p_values, dtype=float)
+    known = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(p.shape, math.nan)
+    order = known[np.argsort(p[known])]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
 def _mean_cell(values: pd.Series) -> str:
     """``mean ± std [95% t interval of the mean]`` over runs (just the value for one run)."""
     if len(values) == 0:
@@ -91,9 +105,10 @@ def compare(
     experiment_dirs
         Experiment folders; each row is named by its folder.
     baseline
-        Name of one of them: every other is compared with it, run by run.
+        Name of one of them: every other is compared with it, run by run; the t-test p-values of each metric are
+        also given Holm-adjusted over the experiments compared.
     probe
-        Add the linear-probe AUCs beside the zero-shot ones.
+        Add the linear-probe AUCs beside the zero-shot ones (and to the paired tests).
     """
     runs = {Path(d).name: collect_runs(d).set_index(["fold", "seed"]) for d in experiment_dirs}
     columns = [("macro_auc", "total"), ("base_auc", "base"), ("rare_auc", "rare")]
@@ -109,13 +124,19 @@ def compare(
         if baseline not in runs:
             raise ValueError(f"baseline {baseline!r} is not among the experiments {list(runs)}.")
         lines += ["", f"Paired differences against {baseline} over the same (fold, seed) runs:", "",
-                  "| experiment | metric | pairs | mean diff | 95% CI | p (t-test) | p (Wilcoxon) |",
-                  "| --- | --- | ---: | ---: | --- | ---: | ---: |"]
-        for name, frame in runs.items():
-            if name == baseline:
-                continue
-            for metric, label in columns[:3]:
-                t = paired_test(runs[baseline][metric], frame[metric])
+                  "| experiment | metric | pairs | mean diff | 95% CI | p (t-test) | p (Holm) | p (Wilcoxon) |",
+                  "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+        others = [name for name in runs if name != baseline]
+        missing = pd.Series(dtype=float)
+        tests = {(name, metric): paired_test(runs[baseline].get(metric, missing), runs[name].get(metric, missing))
+                 for name in others for metric, _ in columns}
+        for metric, _ in columns:
+            for name, p in zip(others, holm([tests[name, metric]["p_ttest"] for name in others])):
+                tests[name, metric]["p_holm"] = p
+        for name in others:
+            for metric, label in columns:
+                t = tests[name, metric]
                 lines.append(f"| {name} | {label} | {int(t['pairs'])} | {t['mean_diff']:+.3f} | "
-                             f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] | {t['p_ttest']:.3g} | {t['p_wilcoxon']:.3g} |")
+                             f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] | {t['p_ttest']:.3g} | {t['p_holm']:.3g} | "
+                             f"{t['p_wilcoxon']:.3g} |")
     return "\n".join(lines) + "\n"
