@@ -46,6 +46,6 @@ case "${1:-}" in
   screen) for arm in "${KNOBS[@]}"; do run "$arm" 0 1 2; done ;;
   best) run "${2:?name the best screened arm}" 3 4 ;;
   table) python -m monai_cxrcml.experiments compare \
-           $(for arm in "${MAIN[@]}" "${KNOBS[@]}"; do [ -d "$ROOT/$arm" ] && echo "$ROOT/$arm"; done) --baseline contrastive --probe ;;
+           $(for arm in "${MAIN[@]}" "${KNOBS[@]}"; do compgen -G "$ROOT/$arm/fold*/metrics.json" > /dev/null && echo "$ROOT/$arm"; done) --baseline contrastive --probe ;;
   *) echo "usage: $0 arms|screen|best ARM|table" >&2; exit 2 ;;
 esac
