@@ -13,11 +13,12 @@ Command line::
     python -m monai_cxrcml.inference films/ --checkpoint model.pt --model-name ViT-B-32-quickgelu \\
         --classes Bulla Cardiomyopathy Hilum Osteopenia Scoliosis --output task3.csv
 
-The submission has one row per readable film, in the source's order (a CSV's rows, all views; a folder's files in
-sorted relative-path order), with ``dicom_id`` (CSV) or ``path`` (folder, files) first and one probability column
-per class in the requested order. Unreadable films are skipped: each is named in the log and listed with its path
-and the reason in ``<output>.unreadable.csv``; a run where no film could be read is an error (usually a wrong
-image root).
+The submission follows the source's order (a CSV's rows, all views; a folder's files in sorted relative-path
+order), with ``dicom_id`` (CSV) or ``path`` (folder, files) first and one probability column per class in the
+requested order. Every row of a CSV is kept, so that a CXR-LT submission lists every dicom_id of the test file: an
+unreadable film's row has empty probabilities. A folder or a list of files gives one row per readable film.
+Unreadable films are named in the log and listed with their path and the reason in ``<output>.unreadable.csv``; a
+run where no film could be read is an error (usually a wrong image root).
 
 The bundle's ``inference.yaml`` and :func:`predict` build the same pieces: a
 :class:`~monai_cxrcml.networks.ZeroShotClassifier` (optionally calibrated, :mod:`monai_cxrcml.calibration`), the
@@ -47,6 +48,7 @@ from monai.engines import SupervisedEvaluator
 from monai.inferers import Inferer
 
 from monai_cxrcml.calibration import Calibration, apply_calibration
+from monai_cxrcml.data.classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_UNSEEN_CLASSES
 from monai_cxrcml.data.image_list import ID_COLUMN_OF, read_image_list
 from monai_cxrcml.handlers.submission_writer import AGGREGATIONS, SubmissionWriter
 from monai_cxrcml.networks import PROMPT_PRESETS, CheckpointError, PromptSet, ZeroShotClassifier
@@ -58,6 +60,7 @@ __all__ = [
     "create_inference_evaluator",
     "main",
     "parse_classes",
+    "submission_class_names",
     "parse_prompts",
     "predict",
 ]
@@ -159,6 +162,7 @@ def create_inference_evaluator(
     aggregate: str | None = None,
     amp: bool = True,
     inferer: Inferer | None = None,
+    keep_unreadable_rows: bool | None = None,
 ) -> InferenceEvaluator:
     """The inference run over a dataset of :func:`~monai_cxrcml.data.read_image_list` items, writing a submission.
 
@@ -187,6 +191,9 @@ def create_inference_evaluator(
         Autocast on CUDA.
     inferer
         MONAI inferer (default ``SimpleInferer``).
+    keep_unreadable_rows
+        Whether an unreadable film keeps its row (empty probabilities) or gets none; default: kept for a CSV
+        (``id_column`` ``dicom_id``), dropped for a folder or files.
 
     Raises
     ------
@@ -207,6 +214,7 @@ def create_inference_evaluator(
     writer = SubmissionWriter(
         output_path, network.class_names, expected_ids=[item["id"] for item in items], id_column=id_column,
         aggregate=aggregate, expected_images=[item["image"] for item in items],
+        keep_unreadable_rows=id_column == ID_COLUMN_OF["csv"] if keep_unreadable_rows is None else keep_unreadable_rows,
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=skip_unreadable_collate, pin_memory=device.type == "cuda")
@@ -219,7 +227,7 @@ def predict(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     checkpoint: str | os.PathLike | None,
     model_name: str,
-    class_names: Sequence[str] | str = "cxrlt2024",
+    class_names: Sequence[str] | str | None = None,
     prompts: str | PromptSet | Mapping = "present_absent",
     image_root: str | os.PathLike | None = None,
     batch_size: int = 64,
@@ -245,7 +253,9 @@ def predict(
         open_clip model name of the checkpoint (``ViT-B-32-quickgelu`` for CheXzero-based runs).
     class_names
         ``"cxrlt2024"`` (the 40 CXR-LT 2024 classes in submission order), ``"chexpert"``, or any list of names in
-        the column order wanted, e.g. ``CXRLT2024_UNSEEN_CLASSES`` for CXR-LT task 3.
+        the column order wanted, e.g. ``CXRLT2024_UNSEEN_CLASSES`` for CXR-LT task 3. None: the class columns of a
+        CSV source in its order (a CXR-LT task 1, 2 or 3 file gives that task's classes), else ``"cxrlt2024"``
+        (:func:`submission_class_names`).
     prompts
         Prompt preset name, :class:`~monai_cxrcml.networks.PromptSet` or its mapping (custom templates and
         per-class overrides).
@@ -270,11 +280,13 @@ def predict(
     Returns
     -------
     pandas.DataFrame
-        ``dicom_id`` (CSV) or ``path`` (folder/files), then one float column per class. ``frame.attrs["unreadable"]``
-        lists the films without a row as records with the id, ``image`` path and ``reason``.
+        ``dicom_id`` (CSV) or ``path`` (folder/files), then one float column per class (NaN in a CSV row whose film
+        could not be read). ``frame.attrs["unreadable"]`` lists the unreadable films as records with the id,
+        ``image`` path and ``reason``.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     items, kind = read_image_list(source, image_root=image_root)
+    class_names = submission_class_names(class_names, source)
     network = ZeroShotClassifier(model_name, class_names, prompts, checkpoint, device=device)
     network = apply_calibration(network, calibration)
     dataset = Dataset(items, chest_film_transforms(False, network.image_size[0], normalization, on_error="skip"))
@@ -287,6 +299,29 @@ def predict(
     submission = writer.submission
     submission.attrs["unreadable"] = writer.unreadable.to_dict("records")
     return submission
+
+
+def submission_class_names(
+    class_names: Sequence[str] | str | None, source: str | os.PathLike | Sequence[str | os.PathLike]
+) -> Sequence[str] | str:
+    """The classes to score: ``class_names`` when given, else the class columns of a CSV ``source``.
+
+    With ``class_names`` None, a CSV's columns that name a known class (the 40 CXR-LT 2024 classes, the 5 unseen
+    ones of task 3, the 14 CheXpert labels) are taken in the file's column order, so that CXR-LT's task 2 and task 3
+    files give submissions with their own classes; a CSV without such columns, a folder or a list of files gives
+    ``"cxrlt2024"``. Other columns (ids, paths, views) are ignored.
+    """
+    if class_names is not None:
+        return class_names
+    if isinstance(source, (str, os.PathLike)) and str(source).lower().endswith((".csv", ".csv.gz")) \
+            and Path(source).is_file():
+        known = {*CXRLT2024_CLASSES, *CXRLT2024_UNSEEN_CLASSES, *CHEXPERT_CLASSES}
+        header = pd.read_csv(source, nrows=0).columns
+        columns = [str(c).strip() for c in header if str(c).strip() in known]
+        if columns:
+            logger.info("classes: the %d class columns of %s, in its order", len(columns), source)
+            return columns
+    return "cxrlt2024"
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -329,8 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-name", required=True, help="open_clip model name, e.g. ViT-B-32-quickgelu")
     parser.add_argument("--output", required=True, help="submission CSV to write")
     parser.add_argument("--image-root", help="folder a CSV's fpath values are relative to (default: its folder)")
-    parser.add_argument("--classes", nargs="+", default=["cxrlt2024"],
-                        help="cxrlt2024 (default, submission order), chexpert, or class names in column order")
+    parser.add_argument("--classes", nargs="+",
+                        help="cxrlt2024, chexpert, or class names in column order (default: a CSV's own class "
+                             "columns, else cxrlt2024)")
     parser.add_argument("--prompts", default="present_absent",
                         help=f"preset ({', '.join(PROMPT_PRESETS)}) or a JSON/YAML PromptSet file")
     parser.add_argument("--aggregate", choices=AGGREGATIONS, help="mean or max over the films of a study")
@@ -353,8 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         submission = predict(
             args.source[0] if single else args.source, args.checkpoint, args.model_name,
-            class_names=parse_classes(args.classes), prompts=parse_prompts(args.prompts), image_root=args.image_root,
-            batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
+            class_names=args.classes and parse_classes(args.classes), prompts=parse_prompts(args.prompts),
+            image_root=args.image_root, batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
             normalization=args.normalization, aggregate=args.aggregate, calibration=args.calibration,
             output=args.output, amp=not args.no_amp,
         )

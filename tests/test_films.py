@@ -181,10 +181,32 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
     np.testing.assert_allclose(quadrant_means(plain), expected, atol=1e-3)
 
 
+def test_dicom_presentation_lut_shape_inverse_inverts_once(tmp_path):
+    # A DX film in MONOCHROME1 must carry Presentation LUT Shape INVERSE: one inversion, not two.
+    stored_m1 = np.rint((1 - asymmetric_film()) * 4095).astype(np.uint16)
+    m1 = write_dicom(tmp_path / "m1.dcm", stored_m1, "MONOCHROME1", PresentationLUTShape="INVERSE",
+                     **_dicom_window_full_range())
+    assert_asymmetric_film(read_film(m1), atol=1e-3)
+    # INVERSE on a MONOCHROME2 film inverts it; IDENTITY leaves it.
+    m2 = write_dicom(tmp_path / "m2.dcm", stored_m1, PresentationLUTShape="INVERSE", **_dicom_window_full_range())
+    assert_asymmetric_film(read_film(m2), atol=1e-3)
+    stored_m2 = np.rint(asymmetric_film() * 4095).astype(np.uint16)
+    identity = write_dicom(
+        tmp_path / "id.dcm", stored_m2, PresentationLUTShape="IDENTITY", **_dicom_window_full_range()
+    )
+    assert_asymmetric_film(read_film(identity), atol=1e-3)
+
+
 def test_dicom_without_extension_is_found_by_preamble(tmp_path):
     stored = np.rint(asymmetric_film() * 4095).astype(np.uint16)
     path = write_dicom(tmp_path / "m2.dcm", stored, **_dicom_window_full_range())
     assert_asymmetric_film(read_film(path.rename(tmp_path / "1.2.3.4")), atol=1e-3)
+
+
+def test_a_jpeg_or_png_named_dcm_is_read_as_what_it_is(tmp_path):
+    for suffix in (".jpg", ".png"):
+        path = write_pil(tmp_path / f"film{suffix}", asymmetric_film(), **({"quality": 95} if suffix == ".jpg" else {}))
+        assert_asymmetric_film(read_film(path.rename(tmp_path / f"export{suffix}.dcm")))
 
 
 def test_dicom_rescale_slope_intercept_then_window(tmp_path):

@@ -100,6 +100,24 @@ def test_cxrlt_csv_gives_a_submission_in_cxrlt_column_order_and_csv_row_order(sc
     assert not output.with_suffix(".unreadable.csv").exists() and returned.attrs["unreadable"] == []
 
 
+def test_a_csv_row_whose_film_cannot_be_read_keeps_its_row_with_empty_probabilities(
+    checkpoint, small_csv, phantom_dir, tmp_path
+):
+    frame = pd.read_csv(small_csv, dtype=str)
+    frame.loc[1, "fpath"] = "files/p10/p10000000/s50000000/missing.jpg"
+    csv = tmp_path / "with_missing.csv"
+    frame.to_csv(csv, index=False)
+    output = tmp_path / "submission.csv"
+    returned = _predict(csv, checkpoint, image_root=phantom_dir, output=output)
+    written = pd.read_csv(output)
+    assert written["dicom_id"].tolist() == frame["dicom_id"].tolist()  # every row of the CSV, in its order
+    probabilities = written[list(CXRLT2024_CLASSES)]
+    assert probabilities.iloc[1].isna().all() and np.isfinite(probabilities.drop(index=1).to_numpy()).all()
+    unreadable = pd.read_csv(tmp_path / "submission.unreadable.csv", dtype=str)
+    assert unreadable["dicom_id"].tolist() == [frame.loc[1, "dicom_id"]] and "missing.jpg" in unreadable["image"][0]
+    assert [r["dicom_id"] for r in returned.attrs["unreadable"]] == [frame.loc[1, "dicom_id"]]
+
+
 def test_folder_of_real_world_films_gives_one_row_per_readable_file_and_names_the_broken_ones(
     checkpoint, real_world_folder, tmp_path, caplog
 ):
@@ -137,6 +155,28 @@ def test_unseen_task3_classes_and_custom_prompts_give_those_columns(checkpoint, 
         assert frame.columns.tolist() == ["dicom_id", *unseen]
         assert frame["dicom_id"].tolist() == pd.read_csv(small_csv)["dicom_id"].tolist()
     assert not np.allclose(preset[unseen].to_numpy(), custom[unseen].to_numpy())
+
+
+def test_without_classes_a_csv_gives_its_own_class_columns_in_its_order(checkpoint, small_csv, phantom_dir, tmp_path,
+                                                                         capsys):
+    frame = pd.read_csv(small_csv, dtype=str)
+    tasks = {  # a task-2-like subset in another order; task 3's unseen findings (labels of no consequence here)
+        "task2": ["Pneumothorax", "Edema", "Normal", "Round(ed) Atelectasis"],
+        "task3": list(CXRLT2024_UNSEEN_CLASSES),
+    }
+    for task, classes in tasks.items():
+        csv = tmp_path / f"test_labeled_{task}.csv"
+        labelled = frame[["dicom_id", "subject_id", "study_id", "fpath"]].assign(**{c: "0" for c in classes})
+        labelled.to_csv(csv, index=False)
+        assert _predict(csv, checkpoint, image_root=phantom_dir).columns.tolist() == ["dicom_id", *classes]
+        output = tmp_path / f"{task}_submission.csv"
+        assert 0 == main([str(csv), "--image-root", str(phantom_dir), "--checkpoint", str(checkpoint), "--model-name",
+                          MODEL, "--normalization", "clip", "--device", "cpu", "--num-workers", "0", "--output",
+                          str(output)])
+        assert pd.read_csv(output).columns.tolist() == ["dicom_id", *classes]
+    unlabelled = tmp_path / "unlabelled.csv"
+    frame[["dicom_id", "fpath"]].to_csv(unlabelled, index=False)
+    assert _predict(unlabelled, checkpoint, image_root=phantom_dir).columns.tolist() == ["dicom_id", *CXRLT2024_CLASSES]
 
 
 @pytest.mark.parametrize("aggregate", ["max", "mean"])

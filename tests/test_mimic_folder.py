@@ -127,6 +127,10 @@ def test_folder_lists_images_recursively_in_sorted_order(tmp_path):
         "a/deeper/x.jpeg",
         "c.dcm",
         "d.dicom",
+        "d2.DIC",
+        "g.tif",
+        "g2.TIFF",
+        "h.bmp",
         "e.nii",
         "f.nii.gz",
         "pacs/IM0001",  # DICOM without extension

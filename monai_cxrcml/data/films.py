@@ -3,10 +3,11 @@
 Orientation
     Row 0 is the top of the film and column 0 its left side *as a viewer displays it*: no transposition (unlike
     MONAI's ``PILReader``, which returns ``(W, H)``). JPEG/PNG/TIFF honour the EXIF orientation tag (every current
-    viewer and browser does; MIMIC-CXR-JPG carries none). DICOM rows/columns are used as stored; MONOCHROME1 and a
-    Presentation LUT Shape of INVERSE are inverted so that bone is bright. A 2-D NIfTI follows the MONAI/ITK
-    convention for 2-D images (voxel axis 0 = image column, axis 1 = row) and is transposed to ``[rows, cols]``;
-    its affine is not applied.
+    viewer and browser does; MIMIC-CXR-JPG carries none). DICOM rows/columns are used as stored; MONOCHROME1 films,
+    and MONOCHROME2 films with a Presentation LUT Shape of INVERSE, are inverted once so that bone is bright (a
+    MONOCHROME1 film's INVERSE shape, as the DX IOD requires, names the same inversion). A 2-D NIfTI follows the
+    MONAI/ITK convention for 2-D images (voxel axis 0 = image column, axis 1 = row) and is transposed to ``[rows,
+    cols]``; its affine is not applied.
 
 Intensity (``intensity="auto"``)
     * 8-bit sources (gray, RGB, RGBA, palette JPEG/PNG): ``value / 255``. Colour is reduced to ITU-R BT.601 luma
@@ -76,6 +77,7 @@ Intensity = Literal["auto", "minmax"]
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+_RASTER_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"BM")  # JPEG, PNG, TIFF, BMP
 
 # Which optional package decodes which compressed DICOM transfer syntax (pydicom 2.4 and 3.x plugins).
 _DICOM_DECODER_HINTS = {
@@ -153,8 +155,9 @@ def read_film(
     ----------
     path
         JPEG, PNG, TIFF or BMP (any mode Pillow reads: 8/16-bit gray, RGB, RGBA, palette), DICOM (``.dcm`` or any
-        file with the ``DICM`` preamble) or NIfTI (``.nii``, ``.nii.gz``). The format is found from the content,
-        not trusted from the suffix (except for NIfTI, whose magic sits behind gzip).
+        file with the ``DICM`` preamble) or NIfTI (``.nii``, ``.nii.gz``). The format is found from the content (the
+        DICOM preamble, the JPEG/PNG/TIFF/BMP signatures, the NIfTI magic); the suffix decides only where the
+        content cannot (a gzipped NIfTI, a DICOM without its preamble), so a JPEG named ``.dcm`` is read as a JPEG.
     size_hint
         The longest side the caller will resize the film to. With ``draft=True`` a JPEG may then be decoded at
         1/2, 1/4 or 1/8 scale, never below ``size_hint`` (see the module notes); other formats ignore it.
@@ -187,10 +190,14 @@ def read_film(
     except OSError as e:
         raise FilmReadError(path, f"cannot open the file ({e}); check permissions and the file system")
     name = os.fspath(path).lower()
-    if head[128:132] == b"DICM" or name.endswith(_DICOM_SUFFIXES):
+    if head[128:132] == b"DICM":
         film = _read_dicom(path, intensity, limits)
+    elif head.startswith(_RASTER_MAGIC):
+        film = _read_pil(path, size_hint if draft else None, intensity, limits)
     elif name.endswith(_NIFTI_SUFFIXES) or head[344:348] == b"n+1\0" or head[4:8] == b"n+2\0":
         film = _read_nifti(path, intensity, limits)
+    elif name.endswith(_DICOM_SUFFIXES):  # DICOM without the Part 10 preamble
+        film = _read_dicom(path, intensity, limits)
     else:
         film = _read_pil(path, size_hint if draft else None, intensity, limits)
     return np.ascontiguousarray(np.clip(film, 0.0, 1.0, out=film), dtype=np.float32)
@@ -473,8 +480,10 @@ def _read_dicom(path, intensity: Intensity, limits: tuple[int, int]) -> np.ndarr
         raise FilmReadError(path, f"unexpected DICOM pixel array shape {values.shape}; re-export it as 2-D")
     _check_finite(path, values)
     film = _dicom_gray_to_unit(path, ds, values, apply_modality_lut, apply_voi_lut, intensity)
+    # MONOCHROME1 is inverted once. Its Presentation LUT Shape INVERSE (which the DX IOD requires for MONOCHROME1)
+    # names that same inversion, not a second one; INVERSE inverts a MONOCHROME2 film.
     inverse = ds.get("PresentationLUTShape", "") == "INVERSE"
-    if (photometric == "MONOCHROME1") != inverse:
+    if photometric == "MONOCHROME1" or inverse:
         film = 1.0 - film
     return film
 

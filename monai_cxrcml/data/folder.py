@@ -14,7 +14,9 @@ from pathlib import Path
 
 __all__ = ["IMAGE_EXTENSIONS", "is_dicom_file", "list_image_folder"]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".dcm", ".dicom", ".nii", ".nii.gz")
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".dic", ".nii", ".nii.gz"
+)
 """Name endings read as images (lower case)."""
 
 

@@ -27,7 +27,9 @@ class SubmissionWriter:
     The columns follow ``class_names`` exactly (CXR-LT's submission order when those are the CXR-LT classes);
     the rows follow ``expected_ids`` (the datalist's order, e.g. the test CSV's rows) when given, else the order
     films were scored. Films of ``expected_ids`` that produced no prediction (unreadable films skipped under
-    ``on_error="skip"``) are named in the log and listed in ``<output>.unreadable.csv`` (with their path and the
+    ``on_error="skip"``) keep their row with empty probabilities when ``keep_unreadable_rows`` (a CXR-LT submission
+    must list every dicom_id of the test CSV), else get no row; either way they are named in the log and listed in
+    ``<output>.unreadable.csv`` (with their path and the
     reason when ``expected_images`` is given: the film is read once more after the run to say what is wrong with
     it, since a skipped sample cannot carry its error out of MONAI's ``Compose``). With ``aggregate`` every
     film of a study gets the study's mean or maximum probability (CXR-LT labels are study level). Under
@@ -51,6 +53,9 @@ class SubmissionWriter:
         None, ``"mean"`` or ``"max"`` over the films of a study (needs ``study_key`` in the batches).
     study_key
         Batch key of the study id.
+    keep_unreadable_rows
+        True: every id of ``expected_ids`` gets a row, an unreadable film's probabilities left empty (NaN);
+        False: unreadable films get no row.
 
     Attributes
     ----------
@@ -72,6 +77,7 @@ class SubmissionWriter:
         aggregate: str | None = None,
         study_key: str = "study_id",
         expected_images: Sequence[str] | None = None,
+        keep_unreadable_rows: bool = False,
     ) -> None:
         if aggregate not in (None, *AGGREGATIONS):
             raise ValueError(f"aggregate={aggregate!r} is not one of None, {AGGREGATIONS}.")
@@ -86,6 +92,7 @@ class SubmissionWriter:
         self.pred_key = pred_key
         self.aggregate = aggregate
         self.study_key = study_key
+        self.keep_unreadable_rows = keep_unreadable_rows
         self.logger = logging.getLogger("monai_cxrcml")
         self.submission: pd.DataFrame | None = None
         self.unreadable: pd.DataFrame | None = None
@@ -140,7 +147,8 @@ class SubmissionWriter:
         if self.expected_ids is not None:
             scored = set(frame[self.id_column])
             unread = [i for i in self.expected_ids if i not in scored]
-            frame = frame.set_index(self.id_column).reindex([i for i in self.expected_ids if i in scored]).reset_index()
+            rows = self.expected_ids if self.keep_unreadable_rows else [i for i in self.expected_ids if i in scored]
+            frame = frame.set_index(self.id_column).reindex(rows).reset_index()
             self._report_unreadable(unread)
         self.submission = frame
         if self.output_path is None:
@@ -166,8 +174,9 @@ class SubmissionWriter:
         reasons = table["reason"] if "reason" in table else None
         shown = unread[:10] if reasons is None else [f"{i} ({r})" for i, r in zip(unread[:10], reasons)]
         self.logger.warning(
-            "%d film(s) could not be read and have no row in the submission%s: %s%s",
-            len(unread), "" if path is None else f" (listed in {path})", "; ".join(shown),
+            "%d film(s) could not be read and have %s in the submission%s: %s%s", len(unread),
+            "empty probabilities" if self.keep_unreadable_rows else "no row",
+            "" if path is None else f" (listed in {path})", "; ".join(shown),
             " ..." if len(unread) > 10 else "",
         )
 
