@@ -556,6 +556,8 @@ def calibrate_checkpoint(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_csv: str | os.PathLike | None = None,
+    split: str | Sequence[str] | None = None,
+    test_split: str | Sequence[str] | None = None,
     part: str = "val",
     class_names: Sequence[str] | str | None = "cxrlt2024",
     prompts: Any = "present_absent",
@@ -580,7 +582,8 @@ def calibrate_checkpoint(
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = load_fold(csv, image_root, class_names, fold=fold, num_folds=num_folds, seed=seed,
-                     val_fraction=val_fraction, test_csv=test_csv, uncertain=uncertain, blank=blank)
+                     val_fraction=val_fraction, test_csv=test_csv, split=split, test_split=test_split,
+                     uncertain=uncertain, blank=blank)
     table = data.part(part)
     if not len(table):
         raise ValueError(f"the {part!r} part of {csv} is empty (val_fraction={val_fraction}): calibrate on a "
@@ -593,7 +596,8 @@ def calibrate_checkpoint(
     scored = collect_logits(classifier, loader, device)
     provenance = {
         "checkpoint": str(checkpoint), "model_name": model_name, "csv": str(csv),
-        "test_csv": None if test_csv is None else str(test_csv), "fold": data.fold, "num_folds": data.num_folds, "seed": seed, "val_fraction": val_fraction, "part": part,
+        "test_csv": None if test_csv is None else str(test_csv), "split": split, "test_split": test_split,
+        "fold": data.fold, "num_folds": data.num_folds, "seed": seed, "val_fraction": val_fraction, "part": part,
         "uncertain": uncertain, "blank": blank, "prompts": classifier.prompts.name, "normalization": normalization,
         "films": len(scored["logits"]), "films_skipped": scored["num_skipped"],
     }
@@ -623,6 +627,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="split seed of the training run")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--test-csv", help="the run's test_csv, when it had one")
+    parser.add_argument("--split", help="rows of a --csv with a split column (labels.csv): train, development, test")
+    parser.add_argument("--test-split", help="the same for --test-csv")
     parser.add_argument("--part", default="val", choices=["val", "train", "test"],
                         help="part to fit on (val; fitting on test leaks it)")
     parser.add_argument("--classes", nargs="+", default=["cxrlt2024"], help="cxrlt2024, chexpert or class names")
@@ -650,7 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         calibration = calibrate_checkpoint(
             args.checkpoint, args.model_name, args.csv, args.image_root, fold=args.fold, num_folds=args.num_folds,
-            seed=args.seed, val_fraction=args.val_fraction, test_csv=args.test_csv, part=args.part,
+            seed=args.seed, val_fraction=args.val_fraction, test_csv=args.test_csv, split=args.split,
+            test_split=args.test_split, part=args.part,
             class_names=parse_classes(args.classes), prompts=parse_prompts(args.prompts),
             normalization=args.normalization, uncertain=args.uncertain, blank=args.blank, per_class=args.per_class,
             bias=args.bias, n_bins=args.bins, min_count=args.min_count, batch_size=args.batch_size,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from _cxrlt_fixtures import cxrlt_frame, write_csv
 
-from monai_cxrcml.data import LabelTable, read_cxrlt_csv
+from monai_cxrcml.data import LabelTable, load_fold, read_cxrlt_csv
 from monai_cxrcml.data.classes import CXRLT2024_CLASSES, CXRLT2024_UNSEEN_CLASSES
 from monai_cxrcml.transforms.captions import meta_label_caption
 
@@ -312,3 +312,19 @@ def test_filters_that_keep_nothing_are_an_error(tmp_path, frame):
     frame["ViewPosition"] = "LATERAL"
     with pytest.raises(ValueError, match=r"train_labeled\.csv: no row left out of 16 after the filters"):
         read(tmp_path, frame)
+
+
+def test_load_fold_takes_the_chosen_split_of_labels_csv_and_refuses_none(phantom_dir):
+    labels = phantom_dir / "labels.csv"
+    with pytest.raises(ValueError, match=r"labels\.csv has a 'split' column.*split='train'.*--train_split train"):
+        load_fold(labels)
+    with pytest.raises(ValueError, match=r"test_split='train'.*--test_split train"):
+        load_fold(phantom_dir / "train_labeled.csv", test_csv=labels)
+    from_labels = load_fold(labels, split="train", test_csv=labels, test_split="test", val_fraction=0.0)
+    from_files = load_fold(phantom_dir / "train_labeled.csv", test_csv=phantom_dir / "test_labeled_task1.csv",
+                           val_fraction=0.0)
+    for part in ("train", "test"):
+        ours, theirs = from_labels.part(part).frame, from_files.part(part).frame
+        assert ours["dicom_id"].tolist() == theirs["dicom_id"].tolist()
+        np.testing.assert_array_equal(from_labels.part(part).labels, from_files.part(part).labels)
+

@@ -22,7 +22,7 @@ import pandas as pd
 from .cxrlt import read_cxrlt_csv
 from .groups import base_rare_groups, prevalence_groups
 from .splits import fold_report, fold_split, holdout_split
-from .table import LabelTable
+from .table import LabelTable, csv_header
 
 __all__ = ["FoldData", "load_fold", "PARTS"]
 
@@ -82,6 +82,8 @@ def load_fold(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_csv: str | os.PathLike | None = None,
+    split: str | Sequence[str] | None = None,
+    test_split: str | Sequence[str] | None = None,
     frontal_only: bool = True,
     uncertain: str = "negative",
     blank: str = "negative",
@@ -107,6 +109,10 @@ def load_fold(
         Share of the training patients held out for validation (0 = no validation part).
     test_csv
         Take the test part from this file instead of a fold (then ``fold``/``num_folds`` are unused).
+    split, test_split
+        The rows of ``csv`` / ``test_csv`` to use when the file has a ``split`` column (CXR-LT's ``labels.csv``),
+        e.g. ``"train"`` and ``"test"``; such a file without a chosen split is refused, since its rows mix the
+        challenge's training, development and test patients.
     frontal_only, uncertain, blank, check_files
         See :func:`~monai_cxrcml.data.cxrlt.read_cxrlt_csv`.
     group_by, rare_threshold, common_threshold
@@ -116,12 +122,13 @@ def load_fold(
     """
     options = dict(class_names=class_names, frontal_only=frontal_only, uncertain=uncertain, blank=blank,
                    check_files=check_files)
-    table = read_cxrlt_csv(csv, image_root, **options)
+    table = read_cxrlt_csv(csv, image_root, **options, split=_chosen_split(csv, split, "split", "train_split"))
     if test_csv is None:
         train_idx, val_idx, test_idx = fold_split(table, fold, num_folds, seed, val_fraction)
         train, val, test = (table.subset(i) for i in (train_idx, val_idx, test_idx))
     else:
-        test = read_cxrlt_csv(test_csv, image_root, **{**options, "class_names": table.class_names})
+        test_rows = _chosen_split(test_csv, test_split, "test_split", "test_split")
+        test = read_cxrlt_csv(test_csv, image_root, **{**options, "class_names": table.class_names}, split=test_rows)
         if val_fraction > 0:
             train_idx, val_idx = holdout_split(table, val_fraction, seed)
         else:
@@ -143,6 +150,19 @@ def load_fold(
     ).rename(columns={"fold": "part"})
     _log_fold(parts, report, fold, num_folds)
     return FoldData(train, val, test, groups, prevalence, report, fold, num_folds)
+
+
+def _chosen_split(
+    csv: str | os.PathLike, split: str | Sequence[str] | None, argument: str, bundle_id: str
+) -> str | Sequence[str] | None:
+    """``split``, after checking that a file with a ``split`` column (``labels.csv``) has one chosen."""
+    if split is None and "split" in csv_header(csv):
+        raise ValueError(
+            f"{csv} has a 'split' column (CXR-LT's labels.csv mixes the challenge's train, development and test "
+            f"patients): choose its rows with {argument}='train' (or 'development', 'test'; in the bundle "
+            f"--{bundle_id} train), or pass train_labeled.csv / development_labeled_task1.csv."
+        )
+    return split
 
 
 def _log_fold(parts: dict[str, LabelTable], report: pd.DataFrame, fold: int, num_folds: int) -> None:
