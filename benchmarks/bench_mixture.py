@@ -117,12 +117,9 @@ def run_case(case: Case, device: str, tol: float, seed: int, estimate_dof: bool,
         ours("ours GaussianMixture full, float32 E-step", GaussianMixture(**common), x32)
         if not case.peers or device != "cpu":
             return
-        start = StudentTMixture(**{**common, "max_iter": 0}).fit(x64_t)
-        means0 = start.means_.cpu().numpy()
-        covs0 = start.covariances_.cpu().numpy()
-        weights0 = start.weights_.cpu().numpy()
+        init = StudentTMixture(**{**common, "max_iter": 0}).fit(x64_t)
+        start = tuple(p.cpu().numpy() for p in (init.means_, init.covariances_, init.weights_))
         reg = ref.reg_covar_
-        start = (means0, covs0, weights0)
         _sklearn(x64, truth, case, tol, reg, start, seed, own_init, emit)
         _studenttmixture(x64, truth, case, tol, reg, estimate_dof, start, seed, own_init, emit)
 

@@ -50,6 +50,7 @@ from monai.inferers import Inferer
 from monai_cxrcml.calibration import Calibration, apply_calibration
 from monai_cxrcml.data.classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_UNSEEN_CLASSES
 from monai_cxrcml.data.image_list import ID_COLUMN_OF, read_image_list
+from monai_cxrcml.data.table import csv_header
 from monai_cxrcml.handlers.submission_writer import AGGREGATIONS, SubmissionWriter
 from monai_cxrcml.networks import PROMPT_PRESETS, CheckpointError, PromptSet, ZeroShotClassifier
 from monai_cxrcml.transforms import chest_film_transforms, skip_unreadable_collate
@@ -316,8 +317,7 @@ def submission_class_names(
     if isinstance(source, (str, os.PathLike)) and str(source).lower().endswith((".csv", ".csv.gz")) \
             and Path(source).is_file():
         known = {*CXRLT2024_CLASSES, *CXRLT2024_UNSEEN_CLASSES, *CHEXPERT_CLASSES}
-        header = pd.read_csv(source, nrows=0).columns
-        columns = [str(c).strip() for c in header if str(c).strip() in known]
+        columns = [c for c in csv_header(source) if c in known]
         if columns:
             logger.info("classes: the %d class columns of %s, in its order", len(columns), source)
             return columns
