@@ -127,9 +127,7 @@ def test_inference_writes_a_cxrlt_submission(trained: Path, phantom_dir: Path, t
         "dataset_dir": str(phantom_dir),
         "input": str(test_csv),
         "output_dir": str(tmp_path),
-        "ckpt_path": str(trained / "models" / "model.pt"),
-        "model_name": "cxrcml-cnn",
-        "normalization": "clip",
+        "model": str(trained),  # the run folder: its bundle/ carries the model's settings
         "num_workers": 0,
     }
     workflow = ConfigWorkflow(config_file=str(CONFIGS / "inference.yaml"), workflow_type="infer", **overrides)
@@ -148,7 +146,7 @@ def test_metadata_and_network_io_verify(tmp_path: Path):
     schema = CONFIGS.parent / "docs" / "meta_schema_20240725.json"
     _cli("verify_metadata", "--meta_file", METADATA, "--filepath", str(schema), cwd=tmp_path)
     _cli("verify_net_in_out", "network_def", "--meta_file", METADATA, "--config_file", str(CONFIGS / "inference.yaml"),
-         "--ckpt_path", "$None", "--device", "cpu", cwd=tmp_path)
+         "--device", "cpu", cwd=tmp_path)
 
 
 EXPERIMENTS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.name != "demo.yaml")

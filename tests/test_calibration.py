@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from monai_cxrcml.calibration import (
+from monai_cxrcml.calibration import calibrate
+from monai_cxrcml.cli.calibration import main
+from monai_cxrcml.metrics import (
     Calibration,
     apply_calibration,
-    calibrate_checkpoint,
     calibration_summary,
     classwise_ece,
     expected_calibration_error,
     fit_calibration,
-    main,
     reliability_bins,
 )
 
@@ -190,14 +190,14 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_calibrate_checkpoint_fits_on_the_validation_part_and_writes_json(checkpoint: Path, phantom_dir: Path,
+def test_calibrate_fits_a_checkpoint_on_the_validation_part_and_writes_json(checkpoint: Path, phantom_dir: Path,
                                                                          tmp_path: Path):
     from monai_cxrcml.data import load_fold
 
     csv = phantom_dir / "train_labeled.csv"
     output = tmp_path / "calibration.json"
-    calibration = calibrate_checkpoint(checkpoint, "cxrcml-tiny", csv, fold=0, num_folds=5, normalization="clip",
-                                       per_class=True, device="cpu", output=output, batch_size=32)
+    calibration = calibrate(checkpoint, csv, model_name="cxrcml-tiny", fold=0, num_folds=5, normalization="clip",
+                            per_class=True, device="cpu", output=output, batch_size=32)
     val = load_fold(csv, fold=0, num_folds=5).val
     saved = json.loads(output.read_text())
     assert saved["fitted_on"]["films"] == len(val) and saved["fitted_on"]["part"] == "val"

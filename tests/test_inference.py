@@ -14,9 +14,10 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from test_films import write_dicom, write_png16
 
-from monai_cxrcml.calibration import Calibration
+from monai_cxrcml.metrics import Calibration
 from monai_cxrcml.data import CXRLT2024_CLASSES, CXRLT2024_UNSEEN_CLASSES
-from monai_cxrcml.inference import NoReadableFilmError, main, predict
+from monai_cxrcml.cli.inference import main
+from monai_cxrcml.inference import NoReadableFilmError, predict
 
 MODEL = "cxrcml-tiny"
 
@@ -257,7 +258,7 @@ def test_bundle_inference_config_scores_a_folder(checkpoint, real_world_folder, 
 
     config = Path(__file__).resolve().parents[1] / "bundle" / "configs" / "inference.yaml"
     workflow = ConfigWorkflow(config_file=str(config), workflow_type="infer", input=str(real_world_folder),
-                              output_dir=str(tmp_path), ckpt_path=str(checkpoint), model_name=MODEL,
+                              output_dir=str(tmp_path), model=str(checkpoint), model_name=MODEL,
                               normalization="clip", num_workers=0, batch_size=2)
     workflow.initialize()
     workflow.run()

@@ -29,11 +29,18 @@ def test_present_absent_matches_caption_grammar():
     )
 
 
-def test_chexzero_pair():
-    assert PromptSet.create("chexzero").texts("Cardiomegaly") == (("cardiomegaly",), ("no cardiomegaly",))
+def test_chexzero_pair_is_chexzero_s_own_with_the_class_name_as_given():
+    """CheXzero formats "{}" / "no {}" with the name as given (its tokenizer lower-cases), "no Normal" included."""
+    chexzero = PromptSet.create("chexzero")
+    assert chexzero.texts("Cardiomegaly") == (("Cardiomegaly",), ("no Cardiomegaly",))
+    assert chexzero.texts("Round(ed) Atelectasis") == (("Round(ed) Atelectasis",), ("no Round(ed) Atelectasis",))
+    assert chexzero.texts("Normal") == (("Normal",), ("no Normal",))
+    assert chexzero.denies_findings("Normal") and chexzero.denies_findings("No Finding")
+    assert not chexzero.denies_findings("Edema")
+    assert PromptSet.create("plain_negation").texts("Cardiomegaly") == (("cardiomegaly",), ("no cardiomegaly",))
 
 
-@pytest.mark.parametrize("preset", sorted(PROMPT_PRESETS))
+@pytest.mark.parametrize("preset", sorted(name for name, p in PROMPT_PRESETS.items() if not p.double_negation))
 def test_no_preset_writes_a_double_negation(preset):
     prompts = PromptSet.create(preset)
     for name in CXRLT2024_CLASSES + CHEXPERT_CLASSES:
@@ -43,13 +50,16 @@ def test_no_preset_writes_a_double_negation(preset):
 
 
 def test_normal_overrides_per_preset():
-    """The decision: caption grammar for present_absent, report language for chexzero (negation on the abnormality)."""
+    """The decision: caption grammar for present_absent, report language for plain_negation (negation on the
+    abnormality); only the chexzero reproduction keeps CheXzero's "no Normal"."""
     assert PromptSet.create("present_absent").texts("Normal") == (("normal is present",), ("normal is absent",))
-    assert PromptSet.create("chexzero").texts("Normal") == (
+    assert PromptSet.create("plain_negation").texts("Normal") == (
         ("no acute cardiopulmonary process",),
         ("acute cardiopulmonary process",),
     )
     for preset in PROMPT_PRESETS.values():
+        if preset.double_negation:
+            continue
         assert preset.texts("No Finding") == preset.texts("Normal")
         assert "no normal" not in preset.texts("Normal")[1]
 

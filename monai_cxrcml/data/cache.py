@@ -27,13 +27,14 @@ import struct
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from monai_cxrcml.data.chexzero_films import load_film_chexzero
 from monai_cxrcml.data.films import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIZE,
@@ -43,12 +44,16 @@ from monai_cxrcml.data.films import (
     load_film,
 )
 
-__all__ = ["CACHE_FORMAT_VERSION", "FilmCache", "WarmReport"]
+__all__ = ["CACHE_FORMAT_VERSION", "FILM_LOADERS", "FilmCache", "WarmReport"]
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 1
 """Bumped whenever reading or resizing changes pixels, so old entries are never served."""
+
+FILM_LOADERS: dict[str, Callable[..., np.ndarray]] = {"longest_side": load_film, "chexzero": load_film_chexzero}
+"""How a film becomes its array, by ``resize`` name: :func:`~monai_cxrcml.data.films.load_film` (longest side to the
+image size, aspect kept) or :func:`~monai_cxrcml.data.chexzero_films.load_film_chexzero` (CheXzero's square)."""
 
 _MAGIC = b"CXRFILM1"
 _HEADER = struct.Struct("<8sB3xIIQqI12x")  # magic, dtype code, height, width, src size, src mtime_ns, crc32
@@ -74,9 +79,12 @@ class FilmCache:
     cache_dir
         Root folder (created on first write). Several settings can share it.
     image_size
-        Longest side of the cached films (aspect kept, no padding).
+        Longest side of the cached films (aspect kept, no padding); with ``resize="chexzero"`` the side of
+        CheXzero's square (320).
     draft, intensity, max_pixels, min_size
-        Passed to :func:`~monai_cxrcml.data.films.load_film`.
+        Passed to :func:`~monai_cxrcml.data.films.load_film` (``resize="chexzero"`` takes only the last two).
+    resize
+        A key of :data:`FILM_LOADERS`.
     dtype
         Storage of each entry: ``"uint16"`` (default; within 1/65535 of the uncached film) or ``"uint8"`` (half the
         disk, within 1/255).
@@ -98,7 +106,10 @@ class FilmCache:
         dtype: Literal["uint8", "uint16"] = "uint16",
         max_pixels: int = DEFAULT_MAX_PIXELS,
         min_size: int = DEFAULT_MIN_SIZE,
+        resize: str = "longest_side",
     ) -> None:
+        if resize not in FILM_LOADERS:
+            raise ValueError(f"resize={resize!r}; expected one of {tuple(FILM_LOADERS)}")
         if int(image_size) < 1:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         if dtype not in _DTYPE_CODES:
@@ -107,16 +118,22 @@ class FilmCache:
             raise ValueError(f"intensity={intensity!r}; expected 'auto' or 'minmax'")
         self.image_size = int(image_size)
         self.dtype = np.dtype(dtype)
-        self.load_kwargs = {
-            "draft": bool(draft), "intensity": intensity, "max_pixels": max_pixels, "min_size": min_size
-        }
-        self.settings = {
-            "format_version": CACHE_FORMAT_VERSION,
-            "image_size": self.image_size,
-            "dtype": self.dtype.name,
-            "draft": bool(draft),
-            "intensity": intensity,
-        }
+        self.resize = resize
+        if resize == "chexzero":
+            self.load_kwargs = {"max_pixels": max_pixels, "min_size": min_size}
+            self.settings = {"format_version": CACHE_FORMAT_VERSION, "image_size": self.image_size,
+                             "dtype": self.dtype.name, "resize": resize}
+        else:  # the settings (and so the folder) of caches written before resize existed
+            self.load_kwargs = {
+                "draft": bool(draft), "intensity": intensity, "max_pixels": max_pixels, "min_size": min_size
+            }
+            self.settings = {
+                "format_version": CACHE_FORMAT_VERSION,
+                "image_size": self.image_size,
+                "dtype": self.dtype.name,
+                "draft": bool(draft),
+                "intensity": intensity,
+            }
         digest = hashlib.sha1(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:10]
         self.root = Path(cache_dir).expanduser().absolute() / f"{self.image_size}px-{self.dtype.name}-{digest}"
         self._root_prefix = f"{self.root}{os.sep}"
@@ -245,7 +262,7 @@ class FilmCache:
         return np.frombuffer(data, dtype=self.dtype, offset=header).reshape(height, width)
 
     def _build(self, path, entry: Path, source: os.stat_result) -> np.ndarray:
-        film = load_film(path, self.image_size, **self.load_kwargs)
+        film = FILM_LOADERS[self.resize](path, self.image_size, **self.load_kwargs)
         stored = np.rint(film * self._scale).astype(self.dtype)
         if self._writable:
             try:

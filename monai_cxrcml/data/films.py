@@ -61,6 +61,8 @@ __all__ = [
     "DEFAULT_MIN_SIZE",
     "FilmReadError",
     "check_film_file",
+    "decode_raster",
+    "film_format",
     "load_film",
     "read_film",
     "resize_longest_side",
@@ -182,8 +184,30 @@ def read_film(
     """
     if intensity not in ("auto", "minmax"):
         raise ValueError(f"intensity={intensity!r}; expected 'auto' or 'minmax'")
-    check_film_file(path)
     limits = (max_pixels, min_size)
+    kind = film_format(path)
+    if kind == "dicom":
+        film = _read_dicom(path, intensity, limits)
+    elif kind == "nifti":
+        film = _read_nifti(path, intensity, limits)
+    else:
+        film = _read_pil(path, size_hint if draft else None, intensity, limits)
+    return np.ascontiguousarray(np.clip(film, 0.0, 1.0, out=film), dtype=np.float32)
+
+
+def film_format(path: str | os.PathLike) -> Literal["raster", "dicom", "nifti"]:
+    """Which reader a film file needs, from its content first and its suffix only where the content cannot tell.
+
+    ``"dicom"`` (the Part 10 preamble, or a ``.dcm``/``.dicom``/``.dic`` file without one), ``"nifti"`` (the NIfTI-1/2
+    magic or a ``.nii``/``.nii.gz`` name) or ``"raster"`` (JPEG/PNG/TIFF/BMP signatures, and anything else Pillow may
+    read). So a JPEG named ``.dcm`` is a raster.
+
+    Raises
+    ------
+    FilmReadError
+        When the file is missing, not a regular file, empty or cannot be opened.
+    """
+    check_film_file(path)
     try:
         with open(path, "rb") as f:
             head = f.read(352)
@@ -191,16 +215,14 @@ def read_film(
         raise FilmReadError(path, f"cannot open the file ({e}); check permissions and the file system")
     name = os.fspath(path).lower()
     if head[128:132] == b"DICM":
-        film = _read_dicom(path, intensity, limits)
-    elif head.startswith(_RASTER_MAGIC):
-        film = _read_pil(path, size_hint if draft else None, intensity, limits)
-    elif name.endswith(_NIFTI_SUFFIXES) or head[344:348] == b"n+1\0" or head[4:8] == b"n+2\0":
-        film = _read_nifti(path, intensity, limits)
-    elif name.endswith(_DICOM_SUFFIXES):  # DICOM without the Part 10 preamble
-        film = _read_dicom(path, intensity, limits)
-    else:
-        film = _read_pil(path, size_hint if draft else None, intensity, limits)
-    return np.ascontiguousarray(np.clip(film, 0.0, 1.0, out=film), dtype=np.float32)
+        return "dicom"
+    if head.startswith(_RASTER_MAGIC):
+        return "raster"
+    if name.endswith(_NIFTI_SUFFIXES) or head[344:348] == b"n+1\0" or head[4:8] == b"n+2\0":
+        return "nifti"
+    if name.endswith(_DICOM_SUFFIXES):  # DICOM without the Part 10 preamble
+        return "dicom"
+    return "raster"
 
 
 def resize_longest_side(film: np.ndarray, size: int) -> np.ndarray:
@@ -341,7 +363,29 @@ def _draft_request(width: int, height: int, size_hint: int) -> tuple[int, int]:
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
-def _read_pil(path, size_hint: int | None, intensity: Intensity, limits: tuple[int, int]) -> np.ndarray:
+def decode_raster(
+    path: str | os.PathLike,
+    *,
+    size_hint: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_size: int = DEFAULT_MIN_SIZE,
+) -> Image.Image:
+    """A raster film (JPEG, PNG, TIFF, BMP) decoded by Pillow, upright (EXIF orientation applied), in its own mode.
+
+    Parameters
+    ----------
+    path
+        The film file.
+    size_hint
+        When given, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale, never below this longest side (module notes).
+    max_pixels, min_size
+        Header checks made before any pixel is decoded (see :func:`read_film`).
+
+    Raises
+    ------
+    FilmReadError
+        For an unrecognised, corrupt, truncated, too large or too small image; the message names the file.
+    """
     try:
         image = Image.open(path)
     except Image.DecompressionBombError as e:
@@ -360,23 +404,30 @@ def _read_pil(path, size_hint: int | None, intensity: Intensity, limits: tuple[i
         raise
     except Exception as e:  # Pillow raises many types on malformed headers
         raise FilmReadError(path, f"corrupt image header ({e}); copy the file again from its source or drop it")
-    with image:
-        width, height = image.size
-        _check_size(path, height, width, limits)
+    width, height = image.size
+    try:
+        _check_size(path, height, width, (max_pixels, min_size))
         if size_hint is not None and image.format == "JPEG":
             image.draft("L" if image.mode in ("L", "RGB") else None, _draft_request(width, height, size_hint))
-        try:
-            image.load()
-            orientation = image.getexif().get(0x0112, 1)
-            if orientation != 1:
-                image = ImageOps.exif_transpose(image)
-            values, declared_bits = _pil_values(path, image)
-        except (FilmReadError, MemoryError):
-            raise
-        except Exception as e:  # Pillow raises many types on malformed data
-            raise FilmReadError(
-                path, f"truncated or corrupt {image.format or 'image'} data ({e}); copy the file again or drop it"
-            )
+        image.load()
+        if image.getexif().get(0x0112, 1) == 1:
+            return image
+        upright = ImageOps.exif_transpose(image)
+    except (FilmReadError, MemoryError):
+        image.close()
+        raise
+    except Exception as e:  # Pillow raises many types on malformed data
+        image.close()
+        raise FilmReadError(
+            path, f"truncated or corrupt {image.format or 'image'} data ({e}); copy the file again or drop it"
+        )
+    upright.format = image.format
+    return upright
+
+
+def _read_pil(path, size_hint: int | None, intensity: Intensity, limits: tuple[int, int]) -> np.ndarray:
+    image = decode_raster(path, size_hint=size_hint, max_pixels=limits[0], min_size=limits[1])
+    values, declared_bits = _pil_values(path, image)
     if values.ndim == 3:
         gray = _luma(values)
         return _minmax(gray) if intensity == "minmax" else gray / np.float32(255)

@@ -27,10 +27,11 @@ class ZeroShotEvaluator(SupervisedEvaluator):
     At the start of every run the class prompts are encoded once with the model's text tower (so an evaluator
     attached to a training run sees the text tower as trained so far) and the image tower is shared with the
     training model, not copied. Each iteration's output holds ``pred`` (probabilities [B, C], scaled by the
-    model's logit scale), ``label`` [B, C], ``image_features`` (the L2-normalised image embeddings [B, D] the
-    scores were computed from, taken from the same forward pass) and, when the batch carries them, ``label_mask``,
-    ``subject_id`` and ``dicom_id``, so :class:`~monai_cxrcml.handlers.MultiLabelAUC` can mask unknown labels and
-    bootstrap by patient and :class:`~monai_cxrcml.handlers.PredictionWriter` can save the embeddings.
+    model's logit scale or a fixed one), ``label`` [B, C], ``image_features`` (the L2-normalised image embeddings
+    [B, D] the scores were computed from, taken from the same forward pass) and, when the batch carries them,
+    ``label_mask``, ``subject_id`` and ``dicom_id``, so :class:`~monai_cxrcml.handlers.MultiLabelAUC` can mask
+    unknown labels and bootstrap by patient and :class:`~monai_cxrcml.handlers.PredictionWriter` can save the
+    embeddings.
 
     Parameters
     ----------
@@ -40,6 +41,9 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         Its tokenizer (:func:`monai_cxrcml.networks.get_tokenizer`).
     class_names, prompts
         Classes to score and the prompt set (see :class:`~monai_cxrcml.networks.PromptSet`).
+    scale
+        ``"model"`` (the learned logit scale) or a fixed scale (1.0: CheXzero's raw cosines); see
+        :class:`~monai_cxrcml.networks.ZeroShotClassifier`.
     passthrough_keys
         Batch keys copied into ``engine.state.output``.
     device, val_data_loader, epoch_length, non_blocking, prepare_batch, iteration_update, inferer,
@@ -56,6 +60,7 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         tokenizer: Callable,
         class_names: Sequence[str] | str | None = "cxrlt2024",
         prompts: str | PromptSet | Mapping = "present_absent",
+        scale: str | float = "model",
         passthrough_keys: Sequence[str] = ("label_mask", "subject_id", "dicom_id"),
         epoch_length: int | None = None,
         non_blocking: bool = False,
@@ -75,7 +80,7 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         amp_kwargs: dict | None = None,
     ) -> None:
         clip_model = clip_model.module if hasattr(clip_model, "module") else clip_model
-        classifier = ZeroShotClassifier.from_clip(clip_model, tokenizer, class_names=class_names, prompts=prompts)
+        classifier = ZeroShotClassifier.from_clip(clip_model, tokenizer, class_names, prompts, scale)
         super().__init__(
             device=device,
             val_data_loader=val_data_loader,

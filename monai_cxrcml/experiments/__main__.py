@@ -5,7 +5,8 @@ Cross-validate an experiment (5 folds, one seed) and print mean +- std over fold
     python -m monai_cxrcml.experiments run cxrcml --config configs/paper.yaml --folds 0 1 2 3 4 \\
         --set dataset_dir=/data/mimic-cxr-jpg/2.0.0 --set pretrained=/models/chexzero.pt
 
-Compare experiments in the form of the paper's Table 2, with paired tests against a baseline::
+Compare experiments in the form of the paper's Table 2 (one column group per scoring protocol: CheXzero's and this
+project's default), with paired tests against a baseline::
 
     python -m monai_cxrcml.experiments compare runs/experiments/contrastive runs/experiments/cxrcml \\
         --baseline contrastive
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from .runner import DEFAULT_BUNDLE_CONFIG, run_experiment
+from .runner import DEFAULT_BUNDLE_CONFIG, TABLE_PROTOCOLS, run_experiment
 from .summary import compare, summarise
 
 
@@ -47,19 +48,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--probe", action="store_true", help="also score a linear probe of the embeddings")
     run.add_argument("--output-root", default="runs/experiments")
     run.add_argument("--bundle-config", default=str(DEFAULT_BUNDLE_CONFIG))
+    run.add_argument("--protocols", nargs="*", default=list(TABLE_PROTOCOLS),
+                     help="protocols every run's test part is also scored under (default: %(default)s)")
     cmp = commands.add_parser("compare", help="Table 2 of several experiments, paired tests against a baseline")
     cmp.add_argument("experiments", nargs="+")
     cmp.add_argument("--baseline")
     cmp.add_argument("--probe", action="store_true")
+    cmp.add_argument("--protocols", nargs="+", default=list(TABLE_PROTOCOLS),
+                     help="one column group per protocol; 'own' is each run's own (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     if args.command == "run":
         experiment = run_experiment(args.name, args.config, args.output_root, args.folds, args.seeds,
-                                    _parse_set(args.set), args.probe, args.bundle_config)
+                                    _parse_set(args.set), args.probe, args.bundle_config, args.protocols)
         print(summarise(experiment).to_string(float_format=lambda v: f"{v:.4f}"))
     else:
-        sys.stdout.write(compare(args.experiments, args.baseline, args.probe))
+        protocols = [None if p == "own" else p for p in args.protocols]
+        sys.stdout.write(compare(args.experiments, args.baseline, args.probe, protocols))
     return 0
 
 

@@ -6,9 +6,10 @@ Each (fold, seed) trains in its own process exactly as a user would run it::
 
 so a sweep is a list of ordinary bundle runs; a run whose ``metrics.json`` exists is not repeated. ``seed`` moves
 the model initialisation, data order, augmentation and mixture seeds; the patient split (``split_seed``) stays
-fixed, so every arm of a comparison sees the same folds. With ``probe=True`` a linear probe is fitted on the
-best checkpoint's embeddings of the training part and scored on the test part (``probe.json``), the ceiling the
-image tower sets for the zero-shot AUC.
+fixed, so every arm of a comparison sees the same folds. Each run's test part is also scored under every protocol
+of ``protocols`` that is not its own (``protocol-<name>/metrics.json``, the bundle's ``evaluating`` entry with the
+run's normalisation kept). With ``probe=True`` a linear probe is fitted on the best checkpoint's embeddings of the
+training part and scored on the test part (``probe.json``), the ceiling the image tower sets for the zero-shot AUC.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_experiment", "probe_run", "run_dir", "DEFAULT_BUNDLE_CONFIG"]
+__all__ = ["DEFAULT_BUNDLE_CONFIG", "TABLE_PROTOCOLS", "probe_run", "protocol_dir", "run_dir", "run_experiment"]
 
 DEFAULT_BUNDLE_CONFIG = Path("bundle") / "configs" / "train.yaml"
+
+TABLE_PROTOCOLS = ("chexzero", "present_absent")
+"""The protocols Table 2 reports: CheXzero's (the authors' code is a CheXzero fork) and this project's default."""
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,11 @@ logger = logging.getLogger(__name__)
 def run_dir(experiment_dir: str | os.PathLike, fold: int, seed: int) -> Path:
     """Output folder of one run of an experiment."""
     return Path(experiment_dir) / f"fold{fold}-seed{seed}"
+
+
+def protocol_dir(run: str | os.PathLike, protocol: str) -> Path:
+    """Folder of a run's test scores under another protocol than its own."""
+    return Path(run) / f"protocol-{protocol}"
 
 
 def _config_files(bundle_config: str | os.PathLike, configs: Sequence[str | os.PathLike]) -> list[str]:
@@ -65,6 +74,7 @@ def run_experiment(
     overrides: Mapping[str, Any] | None = None,
     probe: bool = False,
     bundle_config: str | os.PathLike = DEFAULT_BUNDLE_CONFIG,
+    protocols: Sequence[str] = TABLE_PROTOCOLS,
 ) -> Path:
     """Train and test every (fold, seed) of an experiment; return its folder (``output_root/name``).
 
@@ -84,6 +94,8 @@ def run_experiment(
         Also fit and score a linear probe on each run's best checkpoint.
     bundle_config
         The bundle's training config.
+    protocols
+        Scoring protocols every run's test part is also scored under (see the module docstring).
     """
     files = _config_files(bundle_config, configs)
     experiment_dir = Path(output_root) / name
@@ -99,24 +111,46 @@ def run_experiment(
             settings = {**overrides, "fold": fold, "seed": seed, "output_dir": str(out.resolve())}
             if not (out / "metrics.json").is_file():
                 _train(files, settings, out)
+            own = json.loads((out / "metrics.json").read_text()).get("protocol", {})
+            for protocol in protocols:
+                target = protocol_dir(out, protocol)
+                if protocol != own.get("name") and not (target / "metrics.json").is_file():
+                    _rescore(files, settings, out, protocol, own.get("normalization"))
             if probe and not (out / "probe.json").is_file():
                 probe_run(files, settings)
     return experiment_dir
 
 
-def _train(files: list[str], settings: Mapping[str, Any], out: Path) -> None:
+def _bundle_run(run_id: str, files: list[str], settings: Mapping[str, Any], out: Path, log_name: str) -> list[str]:
+    """Run ``python -m monai.bundle run RUN_ID`` with these configs and settings, logging to ``out/log_name``."""
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(files)]
+    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", json.dumps(files)]
     command += [token for k, v in settings.items() for token in (f"--{k}", _cli_value(v))]
-    logger.info("training %s", out)
-    started = time.perf_counter()
-    with open(out / "train.log", "w") as log:
+    logger.info("%s %s", run_id, out)
+    with open(out / log_name, "w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        raise RuntimeError(f"training run {out} failed (exit {result.returncode}); see {out / 'train.log'}.")
+        raise RuntimeError(f"{run_id} run {out} failed (exit {result.returncode}); see {out / log_name}.")
+    return command
+
+
+def _train(files: list[str], settings: Mapping[str, Any], out: Path) -> None:
+    started = time.perf_counter()
+    command = _bundle_run("training", files, settings, out, "train.log")
     (out / "run.json").write_text(
         json.dumps({"command": command, "seconds": round(time.perf_counter() - started, 1)}, indent=1) + "\n"
     )
+
+
+def _rescore(files: list[str], settings: Mapping[str, Any], run: Path, protocol: str, normalization: str | None
+             ) -> None:
+    """Score a finished run's test part under ``protocol``, keeping the normalisation the run was trained with."""
+    evaluate = str(Path(files[0]).with_name("evaluate.yaml"))
+    overrides = {**settings, "output_dir": str(protocol_dir(run, protocol).resolve()), "protocol": protocol,
+                 "ckpt_path": str((run / "models" / "model.pt").resolve())}
+    if normalization is not None:
+        overrides["normalization"] = normalization
+    _bundle_run("evaluating", [*files, evaluate], overrides, protocol_dir(run, protocol), "evaluate.log")
 
 
 def probe_run(files: Sequence[str], settings: Mapping[str, Any]) -> dict:

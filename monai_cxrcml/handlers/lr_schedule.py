@@ -4,8 +4,8 @@
     ``ReduceLROnPlateau`` on the validation key metric (macro AUC, ``mode="max"``), stepped after each validation.
     Right when training starts from CheXzero weights, whose zero-shot AUC is informative from epoch 1.
 ``"warmup_cosine"``
-    Linear warm-up over ``warmup_steps`` iterations, then cosine decay to ``end_lr`` at the last iteration,
-    stepped every iteration. Needed from scratch (the tiny demo models): the contrastive loss sits on its
+    Linear warm-up over ``warmup_steps`` iterations (at most ``max_warmup_fraction`` of the run, so a short run
+    still decays), then cosine decay to ``end_lr`` at the last iteration, stepped every iteration. Needed from scratch (the tiny demo models): the contrastive loss sits on its
     ln(batch) plateau for several epochs, validation AUC stays flat, and a plateau schedule divides the rate by
     10 every ``patience + 1`` epochs before anything was learned (measured in ../BENCHMARKS.md).
 
@@ -13,6 +13,8 @@ Only the chosen scheduler is built: a second scheduler on the same optimizer wou
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from ignite.engine import Engine
@@ -34,6 +36,7 @@ def lr_schedule_handler(
     warmup_steps: int = 100,
     total_steps: int | None = None,
     end_lr: float = 0.0,
+    max_warmup_fraction: float = 0.25,
 ) -> LrScheduleHandler:
     """Build the scheduler named ``schedule`` and the handler that steps it.
 
@@ -50,6 +53,8 @@ def lr_schedule_handler(
     warmup_steps, total_steps, end_lr
         For ``"warmup_cosine"``: iterations of warm-up, iterations in the whole run (epochs x iterations per
         epoch) and the final rate.
+    max_warmup_fraction
+        For ``"warmup_cosine"``: the warm-up is capped at this share of ``total_steps`` (logged when it is).
 
     Returns
     -------
@@ -65,11 +70,15 @@ def lr_schedule_handler(
             step_transform=lambda engine: validator.state.metrics[metric_name],
         )
     if schedule == "warmup_cosine":
-        if total_steps is None or total_steps <= warmup_steps:
-            raise ValueError(
-                f"schedule='warmup_cosine' needs total_steps > warmup_steps ({total_steps} vs {warmup_steps}): "
-                "total_steps = epochs x iterations per epoch; lower warmup_steps (e.g. --warmup_steps 10) or train longer."
-            )
+        if total_steps is None or total_steps < 1:
+            raise ValueError(f"schedule='warmup_cosine' needs total_steps >= 1 (epochs x iterations per epoch), got "
+                             f"{total_steps}.")
+        cap = int(max_warmup_fraction * total_steps)
+        if warmup_steps > cap:
+            logging.getLogger("monai_cxrcml").info(
+                "warm-up of %d iterations capped at %d, a %.0f%% share of this %d-iteration run", warmup_steps, cap,
+                100 * max_warmup_fraction, total_steps)
+            warmup_steps = cap
         scheduler = WarmupCosineSchedule(optimizer, warmup_steps=warmup_steps, t_total=total_steps, end_lr=end_lr)
         return LrScheduleHandler(scheduler, print_lr=False, epoch_level=False)
     raise ValueError(f"lr_schedule={schedule!r} is not one of {LR_SCHEDULES}.")

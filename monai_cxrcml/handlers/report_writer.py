@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import ignite.distributed as idist
 from ignite.engine import Engine, Events
@@ -27,6 +29,9 @@ class MetricsReportWriter:
         First line of the logged table.
     logger_name
         Logger that receives the table (INFO).
+    protocol
+        The scoring protocol of the evaluation (a JSON-ready mapping), saved in ``metrics.json`` under
+        ``"protocol"``.
     """
 
     def __init__(
@@ -35,8 +40,10 @@ class MetricsReportWriter:
         metric_name: str = "macro_auc",
         title: str = "Zero-shot AUC",
         logger_name: str = "monai_cxrcml",
+        protocol: Mapping[str, Any] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.protocol = None if protocol is None else dict(protocol)
         self.metric_name = metric_name
         self.title = title
         self.logger = logging.getLogger(logger_name)
@@ -53,5 +60,5 @@ class MetricsReportWriter:
             )
         if idist.get_rank() != 0:
             return
-        json_path, _ = report.save(self.output_dir)
+        json_path, _ = report.save(self.output_dir, extra=None if self.protocol is None else {"protocol": self.protocol})
         self.logger.info("%s\n(written to %s)", report.format_table(self.title), json_path)

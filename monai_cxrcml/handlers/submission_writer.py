@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ignite.distributed as idist
 import numpy as np
@@ -12,9 +14,8 @@ import pandas as pd
 import torch
 from ignite.engine import Engine, Events
 
-from monai_cxrcml.distributed import all_gather_rows
-
 from monai_cxrcml.data.films import FilmReadError, read_film
+from monai_cxrcml.distributed import all_gather_rows
 
 __all__ = ["SubmissionWriter", "AGGREGATIONS"]
 
@@ -56,6 +57,9 @@ class SubmissionWriter:
     keep_unreadable_rows
         True: every id of ``expected_ids`` gets a row, an unreadable film's probabilities left empty (NaN);
         False: unreadable films get no row.
+    protocol
+        The scoring protocol of the run (a JSON-ready mapping), written beside the submission as
+        ``<output>.protocol.json`` so that every submission says how it was scored.
 
     Attributes
     ----------
@@ -78,6 +82,7 @@ class SubmissionWriter:
         study_key: str = "study_id",
         expected_images: Sequence[str] | None = None,
         keep_unreadable_rows: bool = False,
+        protocol: Mapping[str, Any] | None = None,
     ) -> None:
         if aggregate not in (None, *AGGREGATIONS):
             raise ValueError(f"aggregate={aggregate!r} is not one of None, {AGGREGATIONS}.")
@@ -93,6 +98,7 @@ class SubmissionWriter:
         self.aggregate = aggregate
         self.study_key = study_key
         self.keep_unreadable_rows = keep_unreadable_rows
+        self.protocol = None if protocol is None else dict(protocol)
         self.logger = logging.getLogger("monai_cxrcml")
         self.submission: pd.DataFrame | None = None
         self.unreadable: pd.DataFrame | None = None
@@ -154,6 +160,8 @@ class SubmissionWriter:
         if self.output_path is None:
             return
         frame.to_csv(self.output_path, index=False, float_format="%.6f")
+        if self.protocol is not None:
+            self.output_path.with_suffix(".protocol.json").write_text(json.dumps(self.protocol, indent=2) + "\n")
         self.logger.info("submission: %d films x %d classes written to %s", len(frame), len(self.class_names),
                          self.output_path)
 

@@ -75,12 +75,12 @@ class MultiLabelReport:
             "per_class": per_class,
         }
 
-    def save(self, output_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``metrics.json`` and ``per_class.csv`` into ``output_dir`` (created if missing)."""
+    def save(self, output_dir: str | Path, extra: Mapping | None = None) -> tuple[Path, Path]:
+        """Write ``metrics.json`` (with the entries of ``extra`` added) and ``per_class.csv`` into ``output_dir``."""
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         json_path, csv_path = out / "metrics.json", out / "per_class.csv"
-        json_path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        json_path.write_text(json.dumps({**self.to_dict(), **dict(extra or {})}, indent=2) + "\n")
         self.per_class.rename_axis("class").to_csv(csv_path, float_format="%.6f")
         return json_path, csv_path
 

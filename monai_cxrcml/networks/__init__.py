@@ -6,7 +6,14 @@ open_clip and the demo's convolutional image tower (:class:`ChestConvNet`) with 
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError, LoadReport, load_clip_checkpoint, read_checkpoint, read_state_dict
+from .checkpoint import (
+    CheckpointError,
+    LoadReport,
+    is_openai_layout,
+    load_clip_checkpoint,
+    read_checkpoint,
+    read_state_dict,
+)
 from .convnet import ChestConvNet
 from .factory import MODEL_CONFIG_DIR, create_clip, get_tokenizer, list_models, register_model_configs
 from .prompts import NORMALITY_PHRASES, PROMPT_PRESETS, PromptSet, encode_class_prompts, encode_texts
@@ -25,6 +32,7 @@ __all__ = [
     "encode_class_prompts",
     "encode_texts",
     "get_tokenizer",
+    "is_openai_layout",
     "list_models",
     "load_clip_checkpoint",
     "read_checkpoint",

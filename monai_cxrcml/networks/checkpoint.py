@@ -35,7 +35,14 @@ from monai.utils import optional_import
 from open_clip.model import resize_pos_embed
 from open_clip.transformer import QuickGELU
 
-__all__ = ["CheckpointError", "LoadReport", "load_clip_checkpoint", "read_checkpoint", "read_state_dict"]
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "is_openai_layout",
+    "load_clip_checkpoint",
+    "read_checkpoint",
+    "read_state_dict",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +312,18 @@ def _matching_configs(arch: dict[str, int]) -> list[str]:
         if shape == tuple(arch[k] for k in _ARCH_KEYS):
             names.append(name)
     return names
+
+
+def is_openai_layout(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint is an OpenAI-layout CLIP ViT state_dict, the way CheXzero and OpenAI ship theirs.
+
+    True for a TorchScript archive or an unwrapped, unprefixed state_dict with OpenAI key names and the image stem
+    of a released OpenAI ViT (B/32, B/16, L/14); open_clip and this project's training checkpoints are wrapped.
+    """
+    state_dict, found = read_state_dict(path, allow_torchscript=True)
+    conv1 = state_dict.get("visual.conv1.weight")
+    unwrapped = found["source_format"] == "torchscript" or not (found["wrapper"] or found["stripped_prefix"])
+    return unwrapped and "text_projection" in state_dict and conv1 is not None and tuple(conv1.shape) in _OPENAI_VIT_CONV1
 
 
 def _hint(report: LoadReport, state_dict: Mapping[str, torch.Tensor]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import open_clip
@@ -108,7 +109,7 @@ class _DropRandomInitNotice(logging.Filter):
 
 def create_clip(
     model_name: str = "ViT-B-32",
-    checkpoint: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor] | None = None,
     strict: bool = True,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
@@ -127,7 +128,8 @@ def create_clip(
         loading them into ``"ViT-B-32"`` warns), ``"ViT-B-32"`` for GELU-trained weights, ``"cxrcml-tiny"``
         (64 px) or ``"cxrcml-tiny-96"`` (96 px) for tests and the demo.
     checkpoint
-        Local checkpoint file, or None for random initialisation.
+        Local checkpoint file, a state_dict already in memory (loaded strictly as given), or None for random
+        initialisation.
     strict
         Require the checkpoint to cover exactly the model's parameters (a :class:`CheckpointError` lists the
         differences). With False, missing, unexpected and shape-mismatched keys are logged and skipped.
@@ -158,7 +160,7 @@ def create_clip(
     _check_model_name(model_name)
     if precision not in _PRECISIONS:
         raise ValueError(f"precision={precision!r} is not one of {_PRECISIONS}.")
-    if checkpoint is not None:
+    if checkpoint is not None and not isinstance(checkpoint, Mapping):
         _check_not_a_tag(model_name, checkpoint)
     forbidden = {"pretrained", "pretrained_image", "pretrained_text", "cache_dir"} & set(model_kwargs)
     if forbidden:
@@ -180,7 +182,9 @@ def create_clip(
         )
     finally:
         root.removeFilter(notice)
-    if checkpoint is not None:
+    if isinstance(checkpoint, Mapping):
+        model.load_state_dict(checkpoint, strict=strict)
+    elif checkpoint is not None:
         load_clip_checkpoint(model, checkpoint, strict=strict, allow_torchscript=allow_torchscript)
     return model.to(device)
 

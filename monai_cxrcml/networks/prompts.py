@@ -2,28 +2,8 @@
 
 A class is scored by comparing an image with a *positive* prompt ("pleural effusion is present") and a *negative*
 prompt ("pleural effusion is absent"); several templates per side are averaged as in CLIP's prompt ensembles
-(L2-normalise each text embedding, average, re-normalise).
-
-Presets (:data:`PROMPT_PRESETS`):
-
-- ``"present_absent"``: ``"{} is present"`` / ``"{} is absent"``, the grammar of this project's meta-label
-  captions, for models trained with them.
-- ``"chexzero"``: ``"{}"`` / ``"no {}"``, CheXzero's pair, for CheXzero weights used as they are.
-- ``"ensemble"``: both grammars plus report phrasings, averaged.
-- ``"present_absent_pooled"``: ``"{} is present"`` against one negative shared by all classes, the re-normalised
-  mean of every class's ``"{} is absent"`` embedding (``pooled_negative=True``). A text tower trained from scratch
-  on meta-label captions barely tells one "x is absent" from another (their embeddings have a mean pairwise cosine
-  of 0.91-0.94 on the demo's model), so the class's own negative adds mostly noise, and for "Normal" it behaves like
-  a double negation (AUC 0.05 with its own negative, 0.93 with the pooled one, same checkpoint); the pooled
-  negative is a per-film reference level instead (BENCHMARKS.md, "Prompts").
-
-Normality classes ("Normal" of CXR-LT, "No Finding" of CheXpert) are statements about the absence of findings,
-so a negative template would make a double negation ("no normal", "no finding is absent"); CheXzero's "no No
-Finding" scored AUC 0.07 (its issue #19). Every preset therefore gives them explicit prompts, and a prompt set
-without them refuses to build their prompts. ``"present_absent"`` keeps "normal is present" / "normal is
-absent", the phrases its captions write for Normal films (no double negation); ``"chexzero"`` uses the report
-phrase "no acute cardiopulmonary process" against "acute cardiopulmonary process", i.e. the negation sits on the
-abnormality, as in radiology reports. "No Finding" shares Normal's prompts in every preset.
+(L2-normalise each text embedding, average, re-normalise). :data:`PROMPT_PRESETS` names the sets this project
+uses; ``docs/design.md`` ("Prompts") gives the measurements behind them.
 """
 
 from __future__ import annotations
@@ -70,6 +50,12 @@ class PromptSet:
     pooled_negative
         Score every class against one negative embedding, the re-normalised mean of all the classes' negative
         embeddings, instead of its own (see ``"present_absent_pooled"``).
+    phrase
+        What fills ``{}``: ``"finding"`` (:func:`~monai_cxrcml.data.classes.finding_phrase`, lower case, e.g.
+        "rounded atelectasis") or ``"as_given"`` (the class name itself, as CheXzero formats its templates).
+    double_negation
+        Let the templates negate a normality class without an override ("no Normal"), as CheXzero does (its issue
+        #19); off, such a class without an override is refused.
     """
 
     positive: _Texts
@@ -77,6 +63,8 @@ class PromptSet:
     overrides: Mapping[str, tuple[_Texts, _Texts]] = field(default_factory=dict)
     name: str = "custom"
     pooled_negative: bool = False
+    phrase: str = "finding"
+    double_negation: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positive", _as_texts(self.positive, "PromptSet.positive"))
@@ -100,6 +88,8 @@ class PromptSet:
                 _as_texts(neg, f"overrides[{cls_name!r}] negative"),
             )
         object.__setattr__(self, "overrides", overrides)
+        if self.phrase not in ("finding", "as_given"):
+            raise ValueError(f"PromptSet.phrase={self.phrase!r}: use 'finding' or 'as_given'.")
 
     @classmethod
     def create(cls, prompts: str | PromptSet | Mapping) -> PromptSet:
@@ -126,14 +116,33 @@ class PromptSet:
         phrase = finding_phrase(class_name)
         if phrase in self.overrides:
             return self.overrides[phrase]
-        if phrase in NORMALITY_PHRASES:
+        if phrase in NORMALITY_PHRASES and not self.double_negation:
             raise ValueError(
                 f"class {class_name!r} denies findings, so the negative template(s) {list(self.negative)} would make a "
                 f"double negation (e.g. {self.negative[0].format(phrase)!r}). Give it explicit prompts in "
                 f"PromptSet.overrides, e.g. {{{class_name!r}: (['no acute cardiopulmonary process'], "
                 "['acute cardiopulmonary process'])}."
             )
-        return tuple(t.format(phrase) for t in self.positive), tuple(t.format(phrase) for t in self.negative)
+        filler = class_name if self.phrase == "as_given" else phrase
+        return tuple(t.format(filler) for t in self.positive), tuple(t.format(filler) for t in self.negative)
+
+    def to_dict(self) -> dict:
+        """The constructor's arguments as plain lists and strings (JSON/YAML-ready; :meth:`create` reads it back)."""
+        return {
+            "name": self.name,
+            "positive": list(self.positive),
+            "negative": list(self.negative),
+            "overrides": {key: {"positive": list(pos), "negative": list(neg)}
+                          for key, (pos, neg) in self.overrides.items()},
+            "pooled_negative": self.pooled_negative,
+            "phrase": self.phrase,
+            "double_negation": self.double_negation,
+        }
+
+    def denies_findings(self, class_name: str) -> bool:
+        """Whether the negative prompt of a normality class negates it ("no Normal"): CheXzero's issue #19."""
+        phrase = finding_phrase(class_name)
+        return phrase in NORMALITY_PHRASES and phrase not in self.overrides and self.double_negation
 
 
 _NORMAL_REPORT = (("no acute cardiopulmonary process",), ("acute cardiopulmonary process",))
@@ -144,12 +153,15 @@ _PRESENT_ABSENT_NORMAL = {
 }
 
 PROMPT_PRESETS: dict[str, PromptSet] = {
+    # "{} is present" / "{} is absent": the grammar of this project's meta-label captions; Normal keeps
+    # "normal is present/absent", the phrases its captions write for normal films (no double negation)
     "present_absent": PromptSet(
         positive=("{} is present",),
         negative=("{} is absent",),
         overrides=_PRESENT_ABSENT_NORMAL,
         name="present_absent",
     ),
+    # the same against one negative shared by every class: the re-normalised mean of the "{} is absent" embeddings
     "present_absent_pooled": PromptSet(
         positive=("{} is present",),
         negative=("{} is absent",),
@@ -157,11 +169,16 @@ PROMPT_PRESETS: dict[str, PromptSet] = {
         name="present_absent_pooled",
         pooled_negative=True,
     ),
+    # CheXzero's pair exactly: "{}" / "no {}" with the class name as given, "no Normal" included (its issue #19)
     "chexzero": PromptSet(
+        positive=("{}",), negative=("no {}",), name="chexzero", phrase="as_given", double_negation=True
+    ),
+    # CheXzero's grammar with the negation on the abnormality for normality classes, as radiology reports write it
+    "plain_negation": PromptSet(
         positive=("{}",),
         negative=("no {}",),
         overrides={"Normal": _NORMAL_REPORT, "No Finding": _NORMAL_REPORT},
-        name="chexzero",
+        name="plain_negation",
     ),
     "ensemble": PromptSet(
         positive=("{} is present", "{}", "findings consistent with {}"),
@@ -176,7 +193,7 @@ PROMPT_PRESETS: dict[str, PromptSet] = {
         name="ensemble",
     ),
 }
-"""Named prompt sets; see the module docstring."""
+"""Named prompt sets (``docs/design.md``, "Prompts")."""
 
 
 @torch.no_grad()

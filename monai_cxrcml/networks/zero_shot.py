@@ -4,9 +4,9 @@ For class c with positive and negative prompt embeddings ``t+_c``, ``t-_c`` and 
 
     p_c = exp(s x.t+_c) / (exp(s x.t+_c) + exp(s x.t-_c)) = sigmoid(s (x.t+_c - x.t-_c) / T_c + b_c)
 
-with s the model's learned logit scale (``exp(logit_scale)``), and T_c (temperature, default 1) and b_c (bias,
-default 0) set by a later calibration step. CheXzero's scoring is the case s = 1, which leaves every p near 0.5
-(its issue #17): ranking (AUC) is the same, probabilities and thresholds are not.
+with s the model's learned logit scale (``exp(logit_scale)``) or a fixed scale (CheXzero's s = 1, which leaves every
+p near 0.5, its issue #17: ranking is the same, probabilities are not), and T_c (temperature, default 1) and b_c
+(bias, default 0) set by a later calibration step.
 
 The module holds no text tower, so it is the bundle's ``network_def``: image ``[B, 3, S, S]`` in, probabilities
 ``[B, C]`` out, exportable with ``torch.jit.trace`` / ``torch.jit.script``.
@@ -14,6 +14,7 @@ The module holds no text tower, so it is the bundle's ``network_def``: image ``[
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 
@@ -47,8 +48,8 @@ class ZeroShotClassifier(nn.Module):
     class_names
         ``"cxrlt2024"`` (default, the 40 CXR-LT 2024 classes), ``"chexpert"`` or a list of class names.
     prompts
-        Prompt preset name (``"present_absent"``, ``"chexzero"``, ``"ensemble"``), a :class:`PromptSet` or its
-        config mapping.
+        Prompt preset name (see :data:`~monai_cxrcml.networks.PROMPT_PRESETS`), a :class:`PromptSet` or its config
+        mapping.
     checkpoint
         Local checkpoint for a named model: CheXzero/OpenAI state_dict, open_clip checkpoint, or this project's
         training checkpoint (``{"model": clip_state_dict, ...}``). None keeps the random initialisation.
@@ -60,6 +61,9 @@ class ZeroShotClassifier(nn.Module):
         Accept a TorchScript checkpoint archive.
     device
         Device of a model created from a name.
+    scale
+        ``"model"``: the model's learned logit scale ``s = exp(logit_scale)``; a number: that fixed ``s`` (1.0 is
+        CheXzero's raw cosines).
 
     Examples
     --------
@@ -69,7 +73,7 @@ class ZeroShotClassifier(nn.Module):
          "checkpoint": "$@bundle_root + '/models/model.pt'", "prompts": "present_absent"}
     """
 
-    __jit_ignored_attributes__ = ["prompts"]
+    __jit_ignored_attributes__ = ["prompts", "scale"]
 
     def __init__(
         self,
@@ -81,8 +85,12 @@ class ZeroShotClassifier(nn.Module):
         strict: bool = True,
         allow_torchscript: bool = False,
         device: str | torch.device = "cpu",
+        scale: str | float = "model",
     ) -> None:
         super().__init__()
+        if scale != "model" and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale={scale!r}: use 'model' (the learned logit scale) or a finite number > 0.")
+        self.scale = scale
         if isinstance(model, str):
             tokenizer = tokenizer or get_tokenizer(model)
             model = create_clip(
@@ -116,13 +124,14 @@ class ZeroShotClassifier(nn.Module):
         tokenizer: Callable,
         class_names: Sequence[str] | str | None = "cxrlt2024",
         prompts: str | PromptSet | Mapping = "present_absent",
+        scale: str | float = "model",
     ) -> ZeroShotClassifier:
         """Classifier over an existing CLIP; shares ``model.visual`` (training updates are seen by the classifier).
 
         The prompt embeddings and logit scale are a snapshot: call :meth:`encode_prompts` after the text tower
         changed.
         """
-        return cls(model, class_names=class_names, prompts=prompts, tokenizer=tokenizer)
+        return cls(model, class_names=class_names, prompts=prompts, tokenizer=tokenizer, scale=scale)
 
     @property
     def num_classes(self) -> int:
@@ -150,7 +159,8 @@ class ZeroShotClassifier(nn.Module):
         pos, neg = encode_class_prompts(model, tokenizer, self.class_names, self.prompts, device=self.bias.device)
         self.pos_embeddings = pos
         self.neg_embeddings = neg
-        self.logit_scale = model.logit_scale.detach().exp().float().reshape(()).to(self.bias.device)
+        learned = model.logit_scale.detach().exp().float().reshape(()).to(self.bias.device)
+        self.logit_scale = learned if self.scale == "model" else torch.full_like(learned, float(self.scale))
 
     @torch.jit.ignore
     def set_calibration(self, temperature: float | torch.Tensor = 1.0, bias: float | torch.Tensor = 0.0) -> None:

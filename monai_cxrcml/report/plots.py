@@ -24,7 +24,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import auc as area_under_curve
 from sklearn.metrics import roc_curve
 
-from monai_cxrcml.calibration import expected_calibration_error, reliability_bins
+from monai_cxrcml.metrics.calibration_error import expected_calibration_error, reliability_bins
 
 __all__ = [
     "GROUP_COLOURS", "POOLED", "group_colours",
@@ -200,8 +200,8 @@ def reliability_table(
 ) -> pd.DataFrame:
     """Calibration curves: fraction of positives against mean probability in equal-width bins, with each ECE.
 
-    Bins and ECE are those of :mod:`monai_cxrcml.calibration` (:func:`~monai_cxrcml.calibration.reliability_bins`,
-    :func:`~monai_cxrcml.calibration.expected_calibration_error`), so the report's numbers and a calibration
+    Bins and ECE are those of :mod:`monai_cxrcml.metrics` (:func:`~monai_cxrcml.metrics.reliability_bins`,
+    :func:`~monai_cxrcml.metrics.expected_calibration_error`), so the report's numbers and a calibration
     file's agree on the same data.
 
     Parameters

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monai_cxrcml.protocols import get_protocol
+
 from .plots import POOLED
 
 if TYPE_CHECKING:
@@ -162,6 +164,10 @@ def _group_means(doc: Document, result: ReportResult) -> None:
             n = int((per_class[column].eq(group) & per_class["auc"].notna()).sum())
         rows.append([label, _number(metrics[key]), _interval(metrics.get(f"{key}_ci")), n])
     doc.table(["mean", "value", f"{level}% CI", "classes"], rows)
+    if metrics.get("protocol"):
+        doc.paragraph(f"Scoring protocol: {get_protocol(metrics['protocol']).describe()}. The run's scores under "
+                      "another protocol, when the experiment runner made them, are in its `protocol-<name>/` folder "
+                      "(`python -m monai_cxrcml.report RUN/protocol-<name>` reports them).")
     undefined = metrics.get("undefined_classes") or []
     doc.paragraph(
         f"{metrics.get('n_images', '?')} test images, {metrics.get('n_classes', len(per_class))} classes"

@@ -41,6 +41,7 @@ __all__ = [
     "CLIPNormalize",
     "CLIPNormalized",
     "film_augmentation",
+    "normalized_range",
 ]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -53,6 +54,12 @@ CHEXZERO_STD = 83.43944 / 255
 """CheXzero's standard deviation (83.43944 on the 0-255 scale), on the [0, 1] scale."""
 
 _STATS = {"clip": (CLIP_MEAN, CLIP_STD), "chexzero": ((CHEXZERO_MEAN,) * 3, (CHEXZERO_STD,) * 3)}
+
+
+def normalized_range(mode: Literal["clip", "chexzero"]) -> tuple[float, float]:
+    """Lowest and highest value a film in ``[0, 1]`` takes after normalisation ``mode`` (over the 3 channels)."""
+    mean, std = _STATS[mode]
+    return min((0 - m) / s for m, s in zip(mean, std)), max((1 - m) / s for m, s in zip(mean, std))
 
 
 class CLIPNormalize(Transform):

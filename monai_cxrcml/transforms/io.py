@@ -26,8 +26,8 @@ from monai.data.meta_obj import get_track_meta
 from monai.data.utils import list_data_collate
 from monai.transforms import MapTransform, Transform
 
-from monai_cxrcml.data.cache import FilmCache
-from monai_cxrcml.data.films import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE, FilmReadError, Intensity, load_film
+from monai_cxrcml.data.cache import FILM_LOADERS, FilmCache
+from monai_cxrcml.data.films import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE, FilmReadError, Intensity
 
 __all__ = ["LoadFilm", "LoadFilmd", "pad_to_square", "skip_unreadable_collate"]
 
@@ -57,6 +57,9 @@ class LoadFilm(Transform):
         Side ``S`` of the square output; ``None`` keeps the full film ``[1, H, W]`` (no resize, no padding).
     cache_dir
         Read through a :class:`~monai_cxrcml.data.cache.FilmCache` in this folder (needs ``image_size``).
+    resize
+        ``"longest_side"`` (bicubic, antialiased) or ``"chexzero"`` (CheXzero's 8-bit LANCZOS square, see
+        :mod:`~monai_cxrcml.data.chexzero_films`; ``draft`` and ``intensity`` do not apply).
     draft
         Decode JPEGs at 1/2, 1/4 or 1/8 scale when that stays >= ``image_size`` (much faster; about 1/255 mean
         difference after resizing).
@@ -78,6 +81,7 @@ class LoadFilm(Transform):
         image_size: int | None = None,
         cache_dir: str | os.PathLike | None = None,
         *,
+        resize: str = "longest_side",
         draft: bool = True,
         intensity: Intensity = "auto",
         max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -90,12 +94,19 @@ class LoadFilm(Transform):
             raise ValueError("cache_dir needs image_size: the cache stores resized films")
         if intensity not in ("auto", "minmax"):
             raise ValueError(f"intensity={intensity!r}; expected 'auto' or 'minmax'")
+        if resize not in FILM_LOADERS:
+            raise ValueError(f"resize={resize!r}; expected one of {tuple(FILM_LOADERS)}")
+        if resize == "chexzero" and image_size is None:
+            raise ValueError("resize='chexzero' needs image_size, the side of CheXzero's square (320)")
         self.image_size = None if image_size is None else int(image_size)
-        self.load_kwargs = {"draft": draft, "intensity": intensity, "max_pixels": max_pixels, "min_size": min_size}
+        self.load = FILM_LOADERS[resize]
+        self.load_kwargs = {"max_pixels": max_pixels, "min_size": min_size}
+        if resize == "longest_side":
+            self.load_kwargs.update(draft=draft, intensity=intensity)
         self.cache = (
             None
             if cache_dir is None
-            else FilmCache(cache_dir, self.image_size, dtype=cache_dtype, **self.load_kwargs)
+            else FilmCache(cache_dir, self.image_size, dtype=cache_dtype, resize=resize, **self.load_kwargs)
         )
 
     def __call__(self, path: str | os.PathLike) -> MetaTensor | torch.Tensor:
@@ -105,7 +116,7 @@ class LoadFilm(Transform):
         if self.cache is not None:
             film = self.cache.get(path)
         else:
-            film = load_film(path, self.image_size, **self.load_kwargs)
+            film = self.load(path, self.image_size, **self.load_kwargs)
         content_shape = film.shape
         image = torch.from_numpy(np.ascontiguousarray(film))
         if self.image_size is not None:
@@ -123,7 +134,7 @@ class LoadFilmd(MapTransform):
     ----------
     keys
         Keys holding film paths (default ``"image"``); each is replaced by a float32 ``[1, S, S]`` MetaTensor.
-    image_size, cache_dir, draft, intensity, max_pixels, min_size, cache_dtype
+    image_size, cache_dir, resize, draft, intensity, max_pixels, min_size, cache_dtype
         See :class:`LoadFilm`.
     on_error
         ``"raise"`` (default): :class:`FilmReadError`. ``"skip"``: log a warning naming the film and return ``[]``
@@ -139,6 +150,7 @@ class LoadFilmd(MapTransform):
         cache_dir: str | os.PathLike | None = None,
         on_error: Literal["raise", "skip"] = "raise",
         *,
+        resize: str = "longest_side",
         draft: bool = True,
         intensity: Intensity = "auto",
         max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -153,6 +165,7 @@ class LoadFilmd(MapTransform):
         self.loader = LoadFilm(
             image_size,
             cache_dir,
+            resize=resize,
             draft=draft,
             intensity=intensity,
             max_pixels=max_pixels,

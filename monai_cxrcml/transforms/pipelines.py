@@ -8,10 +8,12 @@ from typing import Any, Literal
 
 from monai.transforms import Compose
 
+from monai_cxrcml.data.chexzero_films import CHEXZERO_SIZE
 from monai_cxrcml.data.films import Intensity
 from monai_cxrcml.transforms.captions import MetaLabelCaptiond
 from monai_cxrcml.transforms.intensity import CLIPNormalized, film_augmentation
 from monai_cxrcml.transforms.io import LoadFilmd
+from monai_cxrcml.transforms.spatial import ResizeFilmd
 from monai_cxrcml.transforms.tokenize import Tokenized
 
 __all__ = ["chest_film_transforms"]
@@ -34,6 +36,9 @@ def chest_film_transforms(
     text_key: str = "text",
     draft: bool = True,
     intensity: Intensity = "auto",
+    resize: Literal["longest_side", "chexzero"] = "longest_side",
+    antialias: bool = True,
+    chexzero_size: int = CHEXZERO_SIZE,
 ) -> Compose:
     """Load, (augment), normalise the film; (re)build the caption; tokenise it.
 
@@ -67,7 +72,14 @@ def chest_film_transforms(
     image_key, label_key, caption_key, text_key
         Datalist keys.
     draft, intensity
-        See :class:`~monai_cxrcml.transforms.io.LoadFilm`.
+        See :class:`~monai_cxrcml.transforms.io.LoadFilm` (``resize="longest_side"`` only).
+    resize
+        ``"longest_side"``: the film's longest side to ``S`` (bicubic, antialiased), zero-padded square.
+        ``"chexzero"``: CheXzero's path, a ``chexzero_size`` square (8-bit, LANCZOS, centred), normalised, then
+        resized to ``S`` (:class:`~monai_cxrcml.transforms.spatial.ResizeFilm`, bicubic, ``antialias``);
+        augmentation, when on, acts on the ``chexzero_size`` square.
+    antialias, chexzero_size
+        For ``resize="chexzero"``.
 
     Returns
     -------
@@ -75,13 +87,16 @@ def chest_film_transforms(
     """
     if augment is None:
         augment = train
+    loaded_size = chexzero_size if resize == "chexzero" else image_size
     transforms: list = [
-        LoadFilmd(image_key, image_size, cache_dir, on_error, draft=draft, intensity=intensity),
+        LoadFilmd(image_key, loaded_size, cache_dir, on_error, resize=resize, draft=draft, intensity=intensity),
     ]
     if augment:
         options = dict(augment) if isinstance(augment, Mapping) else {}
-        transforms.append(film_augmentation(image_key, image_size, **options))
+        transforms.append(film_augmentation(image_key, loaded_size, **options))
     transforms.append(CLIPNormalized(image_key, normalization))
+    if resize == "chexzero":
+        transforms.append(ResizeFilmd(image_key, image_size, antialias))
     if caption is not None:
         transforms.append(MetaLabelCaptiond(**{"label_key": label_key, "caption_key": caption_key, **caption}))
     if tokenizer_model is not None:

@@ -22,7 +22,7 @@ import pytest
 import torch
 from test_films import asymmetric_film, write_dicom, write_pil
 
-from monai_cxrcml.calibration import Calibration
+from monai_cxrcml.metrics import Calibration
 from monai_cxrcml.data.classes import CXRLT2024_CLASSES
 from monai_cxrcml.data.films import FilmReadError
 from monai_cxrcml.label import APP_DIR

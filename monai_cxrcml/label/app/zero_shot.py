@@ -1,37 +1,16 @@
 """MONAI Label infer task of type CLASSIFICATION: one chest film in, one probability per class out.
 
-The task serves :class:`~monai_cxrcml.networks.ZeroShotClassifier` (the bundle's ``network_def``) built from a
-trained checkpoint, and reads the film with the bundle's evaluation pipeline,
-:func:`~monai_cxrcml.transforms.chest_film_transforms` with ``train=False`` (that is
-:func:`~monai_cxrcml.data.films.read_film`: JPEG/PNG/TIFF/BMP, DICOM including MONOCHROME1, 2-D NIfTI, in displayed
-orientation; then resize, pad and normalise).
+The task serves the classifier of a trained model (:func:`~monai_cxrcml.model_bundle.create_scorer`: a model
+bundle, a training run folder, or a bare checkpoint) and reads the film with the model's scoring protocol, exactly
+as ``python -m monai_cxrcml.inference`` does. Answer (the JSON body of ``POST /infer/cxrcml?image=ID``), in class
+order; ``prediction`` is the list MONAI Label's own classification tasks answer (``ClassificationWriter``)::
 
-Answer (the JSON body of ``POST /infer/cxrcml?image=ID``), both in class order::
+    {"scores": {"Adenopathy": 0.12, ...}, "prediction": [{"idx": 0, "label": "Adenopathy", "score": 0.12}, ...]}
 
-    {"scores": {"Adenopathy": 0.12, "Atelectasis": 0.71, ...},
-     "prediction": [{"idx": 0, "label": "Adenopathy", "score": 0.12}, ...]}
-
-``prediction`` is the list MONAI Label's own classification tasks answer (``ClassificationWriter``).
-
-App configuration, ``monailabel start_server ... --conf KEY VALUE`` (strings; only ``checkpoint`` is required):
-
-``checkpoint``
-    Trained model: this project's ``models/model.pt`` (``{"model": clip_state_dict}``), an open_clip checkpoint
-    or a CheXzero/OpenAI state dict.
-``model_name``
-    open_clip config of the checkpoint (default ``ViT-B-32-quickgelu``; ``cxrcml-tiny`` for the demo model).
-``class_names``
-    ``cxrlt2024`` (default, the 40 CXR-LT 2024 classes), ``chexpert``, or comma-separated names in answer order
-    (e.g. ``Bulla,Cardiomyopathy,Hilum,Osteopenia,Scoliosis``).
-``prompts``
-    Prompt preset (``present_absent`` default, ``chexzero``, ``ensemble``) or a JSON/YAML file holding the
-    arguments of :class:`~monai_cxrcml.networks.PromptSet` (:func:`monai_cxrcml.inference.parse_prompts`).
-``normalization``
-    ``chexzero`` (default, as the bundle) or ``clip``: the one the model was trained with.
-``calibration``
-    Optional JSON file of a fitted :class:`~monai_cxrcml.calibration.Calibration` (temperature/bias per class).
-``device``
-    ``cuda`` when available, else ``cpu`` (default); or any torch device string.
+App configuration, ``monailabel start_server ... --conf KEY VALUE`` (strings; :data:`CONF_DEFAULTS`): ``model`` (a
+bundle or run folder, alone), or ``checkpoint`` with ``model_name`` (and ``normalization``, ``image_size``) for a
+bare checkpoint; ``class_names`` (comma-separated), ``protocol``, ``prompts``, ``precision``, ``calibration`` on top
+of the model's own; ``device``. ``monai_cxrcml/label/README.md`` has the table.
 """
 
 from __future__ import annotations
@@ -44,26 +23,29 @@ from typing import Any
 import torch
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from monai_cxrcml.calibration import Calibration, apply_calibration
+from monai_cxrcml.cli.options import parse_classes, parse_prompts
 from monai_cxrcml.data.films import FilmReadError
-from monai_cxrcml.inference import parse_classes, parse_prompts
-from monai_cxrcml.networks import PromptSet, ZeroShotClassifier
-from monai_cxrcml.transforms import chest_film_transforms
+from monai_cxrcml.model_bundle import create_scorer
+from monai_cxrcml.networks import PromptSet
 
 __all__ = ["CONF_DEFAULTS", "FILM_EXTENSIONS", "ZeroShotInferTask", "film_read_error"]
 
 logger = logging.getLogger(__name__)
 
 CONF_DEFAULTS: dict[str, str | None] = {
+    "model": None,
     "checkpoint": None,
-    "model_name": "ViT-B-32-quickgelu",
-    "class_names": "cxrlt2024",
-    "prompts": "present_absent",
-    "normalization": "chexzero",
+    "model_name": None,
+    "image_size": None,
+    "normalization": None,
+    "class_names": None,
+    "protocol": None,
+    "prompts": None,
+    "precision": None,
     "calibration": None,
     "device": None,
 }
-"""The ``--conf`` keys this app reads and their defaults (``checkpoint`` is required)."""
+"""The ``--conf`` keys this app reads; None: the model's own (``model`` or ``checkpoint`` is required)."""
 
 FILM_EXTENSIONS: tuple[str, ...] = (
     "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff", "*.bmp", "*.dcm", "*.dicom", "*.nii", "*.nii.gz"
@@ -95,65 +77,60 @@ def _film_file(path: str) -> str:
 
 
 class ZeroShotInferTask(InferTask):
-    """CLASSIFICATION infer task: a film path in, the classifier's per-class probabilities out (module notes).
+    """CLASSIFICATION infer task: a film path in, the model's per-class probabilities out (module notes).
 
     Parameters
     ----------
-    checkpoint
-        Trained checkpoint file (see the module notes for the formats).
-    model_name
-        open_clip config name of the checkpoint.
-    class_names
-        ``"cxrlt2024"``, ``"chexpert"`` or a list of class names (prompts are built from the names).
-    prompts
-        Prompt preset name, :class:`~monai_cxrcml.networks.PromptSet` or its mapping.
-    normalization
-        ``"chexzero"`` or ``"clip"``: the intensity normalisation the model was trained with.
-    calibration
-        A :class:`~monai_cxrcml.calibration.Calibration` or its JSON file; None: uncalibrated probabilities.
+    model
+        A model bundle, a training run folder, or a bare checkpoint file (with ``model_name``).
+    class_names, protocol, prompts, precision, calibration
+        What to score and how, on top of the model's own (:meth:`~monai_cxrcml.model_bundle.TrainedModel.scorer`).
     device
         Device of the model; default ``cuda`` when available, else ``cpu``.
+    model_name, image_size, normalization
+        What defines a bare checkpoint (a bundle carries them and refuses other values).
 
     Raises
     ------
     ValueError
-        For a missing checkpoint file or an unavailable device; the message names the ``--conf`` key to fix.
+        For a missing model or an unavailable device; the message names the ``--conf`` key to fix.
     """
 
     def __init__(
         self,
-        checkpoint: str | os.PathLike,
-        model_name: str = "ViT-B-32-quickgelu",
-        class_names: str | list[str] = "cxrlt2024",
-        prompts: str | PromptSet | Mapping = "present_absent",
-        normalization: str = "chexzero",
-        calibration: Calibration | str | os.PathLike | None = None,
+        model: str | os.PathLike,
+        class_names: str | list[str] | None = None,
+        protocol: str | None = None,
+        prompts: str | PromptSet | Mapping | None = None,
+        precision: str | None = None,
+        calibration: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
+        model_name: str | None = None,
+        image_size: int | None = None,
+        normalization: str | None = None,
     ) -> None:
-        if not os.path.isfile(checkpoint):
-            raise ValueError(
-                f"--conf checkpoint {os.fspath(checkpoint)!r}: no such file; pass the trained model, e.g. the "
-                "bundle's output_dir/models/model.pt."
-            )
+        if not os.path.exists(model):
+            raise ValueError(f"--conf model {os.fspath(model)!r}: no such file or folder; pass a training run's "
+                             "output folder, its bundle/, or a checkpoint with --conf model_name.")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--conf device {device}: no CUDA device is available here; use --conf device cpu.")
         self.device = device
-        network = ZeroShotClassifier(model_name, class_names, prompts, checkpoint, device=device)
-        self.network = apply_calibration(network, calibration).eval()
-        self.transform = chest_film_transforms(
-            train=False, image_size=self.network.image_size[0], normalization=normalization
-        )
+        scorer = create_scorer(model, class_names, protocol, prompts, precision, calibration, device, model_name,
+                               image_size, normalization)
+        self.network = scorer.network
+        self.autocast = scorer.protocol.autocast
+        self.transform = scorer.transforms(on_error="raise")
         super().__init__(
             type=InferType.CLASSIFICATION,
             labels=list(self.network.class_names),
             dimension=2,
             description=(
-                f"CXR-CML zero-shot chest film classifier ({model_name}, {self.network.num_classes} classes, "
-                f"prompts {self.network.prompts.name}): one probability per class"
+                f"CXR-CML zero-shot chest film classifier ({self.network.num_classes} classes, protocol "
+                f"{scorer.protocol.describe()}): one probability per class"
             ),
         )
-        logger.info("CXR-CML classifier from %s on %s: %s", checkpoint, device, ", ".join(self.network.class_names))
+        logger.info("CXR-CML classifier from %s on %s: %s", model, device, ", ".join(self.network.class_names))
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str]) -> ZeroShotInferTask:
@@ -162,14 +139,20 @@ class ZeroShotInferTask(InferTask):
         if unknown:
             logger.warning("ignoring --conf %s: this app reads %s", ", ".join(unknown), ", ".join(CONF_DEFAULTS))
         options = {key: conf.get(key, default) for key, default in CONF_DEFAULTS.items()}
-        if not options["checkpoint"]:
+        model = options.pop("model") or options.pop("checkpoint")
+        options.pop("checkpoint", None)
+        if not model:
             raise ValueError(
-                "the CXR-CML app needs a trained model: monailabel start_server ... --conf checkpoint "
-                "/path/to/models/model.pt --conf model_name <its open_clip config>."
+                "the CXR-CML app needs a trained model: monailabel start_server ... --conf model RUN_OR_BUNDLE "
+                "(a training run's output folder or a model bundle), or --conf checkpoint FILE --conf model_name "
+                "<its open_clip config> for a bare checkpoint."
             )
-        options["class_names"] = parse_classes([n.strip() for n in options["class_names"].split(",") if n.strip()])
+        names = options["class_names"]
+        options["class_names"] = None if names is None else parse_classes(
+            [n.strip() for n in names.split(",") if n.strip()])
         options["prompts"] = parse_prompts(options["prompts"])
-        return cls(**options)
+        options["image_size"] = None if options["image_size"] is None else int(options["image_size"])
+        return cls(model, **options)
 
     def is_valid(self) -> bool:
         """The model is built at start, so the task is always ready."""
@@ -197,7 +180,8 @@ class ZeroShotInferTask(InferTask):
             if cause is None:
                 raise
             raise cause from None  # its own traceback points into the reader
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.autocast and
+                                                    self.device.type == "cuda"):
             probabilities = self.network(image[None].to(self.device))[0].float().cpu().tolist()
         names = self.network.class_names
         return None, {

@@ -1,0 +1,77 @@
+"""``python -m monai_cxrcml.calibration``: fit a temperature calibration of a trained model and keep it with it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from monai_cxrcml.calibration import calibrate
+from monai_cxrcml.cli.options import add_model_options, model_kwargs, parse_classes, parse_prompts
+from monai_cxrcml.networks import CheckpointError
+from monai_cxrcml.protocols import PROTOCOLS
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m monai_cxrcml.calibration",
+        description="Fit a temperature (and bias) calibration of a trained model on the validation part of its "
+        "training fold. A model bundle (or run folder) knows its fold settings and receives the result (a new "
+        "bundle version); a bare checkpoint needs --csv, the fold settings and --output.",
+    )
+    add_model_options(parser)
+    parser.add_argument("--output", help="calibration JSON to write (default: into the model bundle)")
+    parser.add_argument("--csv", help="the training label file (default: the run's)")
+    parser.add_argument("--image-root", help="folder the CSV's fpath values are relative to (default: the run's)")
+    parser.add_argument("--fold", type=int)
+    parser.add_argument("--num-folds", type=int)
+    parser.add_argument("--seed", type=int, help="split seed of the training run")
+    parser.add_argument("--val-fraction", type=float)
+    parser.add_argument("--test-csv", help="the run's test_csv, when it had one")
+    parser.add_argument("--split", help="rows of a --csv with a split column (labels.csv): train, development, test")
+    parser.add_argument("--test-split", help="the same for --test-csv")
+    parser.add_argument("--part", default="val", choices=["val", "train", "test"],
+                        help="part to fit on (val; fitting on test leaks it)")
+    parser.add_argument("--classes", nargs="+", help="cxrlt2024, chexpert or class names (default: the run's)")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), help="score under this protocol instead")
+    parser.add_argument("--prompts", help="prompt preset or a JSON/YAML PromptSet file instead of the protocol's")
+    parser.add_argument("--uncertain", choices=["negative", "positive", "mask"])
+    parser.add_argument("--blank", choices=["negative", "positive", "mask"])
+    parser.add_argument("--per-class", action="store_true", help="one temperature per class")
+    parser.add_argument("--bias", action="store_true", help="a bias per class as well")
+    parser.add_argument("--bins", type=int, default=15, help="equal-width ECE bins")
+    parser.add_argument("--min-count", type=int, default=5,
+                        help="classes with fewer known positives or negatives get the global temperature")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Fit the calibration (see ``--help``), print the ECE before and after; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        model = model_kwargs(args)
+        calibration = calibrate(
+            model.pop("model"), args.csv, args.image_root, fold=args.fold, num_folds=args.num_folds, seed=args.seed,
+            val_fraction=args.val_fraction, test_csv=args.test_csv, split=args.split, test_split=args.test_split,
+            uncertain=args.uncertain, blank=args.blank, class_names=parse_classes(args.classes), part=args.part,
+            per_class=args.per_class, bias=args.bias, n_bins=args.bins, min_count=args.min_count,
+            protocol=args.protocol, prompts=parse_prompts(args.prompts), batch_size=args.batch_size,
+            num_workers=args.num_workers, device=args.device, output=args.output, **model,
+        )
+    except (ValueError, OSError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    before, after = calibration.before, calibration.after
+    print(f"{'':14s}{'before':>10s}{'after':>10s}")
+    for key in ("ece", "classwise_ece", "nll"):
+        print(f"{key:14s}{before[key]:10.4f}{after[key]:10.4f}")
+    print(f"written to {args.output or 'the model bundle (models/calibration.json)'}")
+    return 0

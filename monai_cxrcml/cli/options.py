@@ -1,0 +1,80 @@
+"""Options shared by the command lines that score films: the model, what to score, how to score it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monai_cxrcml.networks import PROMPT_PRESETS, PromptSet
+from monai_cxrcml.protocols import PROTOCOLS
+
+__all__ = ["add_model_options", "add_scoring_options", "model_kwargs", "parse_classes", "parse_prompts",
+           "scoring_kwargs"]
+
+
+def parse_classes(values: Sequence[str] | None) -> str | list[str] | None:
+    """``--classes`` values: one vocabulary name (``cxrlt2024``, ``chexpert``) or class names, in column order."""
+    if values is None:
+        return None
+    values = list(values)
+    return values[0] if len(values) == 1 and values[0] in ("cxrlt2024", "chexpert") else values
+
+
+def parse_prompts(value: str | None) -> str | dict | None:
+    """``--prompts``: a preset name, or a JSON/YAML file holding a PromptSet mapping.
+
+    A file holds ``{"positive": [...], "negative": [...], "overrides": {class: [[positives], [negatives]]}}``.
+    """
+    if value is None or value in PROMPT_PRESETS:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"--prompts {value!r}: not a preset ({', '.join(PROMPT_PRESETS)}) and not a file.")
+    text = path.read_text()
+    mapping = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{path}: a prompt file holds a mapping with 'positive', 'negative' and 'overrides'.")
+    PromptSet.create(mapping)  # fail here, naming the file, rather than after the model is built
+    return dict(mapping)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model`` (bundle, run folder or checkpoint) or ``--checkpoint``, and the settings a bare one needs."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a model bundle, a training run folder (its bundle/), or a checkpoint file")
+    source.add_argument("--checkpoint", help="a bare checkpoint file (same as --model FILE)")
+    parser.add_argument("--model-name", help="open_clip config of a bare checkpoint, e.g. ViT-B-32-quickgelu (a "
+                                             "bundle carries its own)")
+    parser.add_argument("--image-size", type=int, help="input size of a bare checkpoint (default: its config's)")
+    parser.add_argument("--normalization", choices=["chexzero", "clip"],
+                        help="the normalisation a bare checkpoint was trained with (default: the protocol's)")
+
+
+def add_scoring_options(parser: argparse.ArgumentParser, classes_help: str) -> None:
+    """``--classes``, ``--protocol``, ``--prompts``, ``--precision``, ``--calibration`` (default: the model's)."""
+    parser.add_argument("--classes", nargs="+", help=classes_help)
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS),
+                        help="scoring protocol (default: the model's; present_absent for a bare checkpoint)")
+    parser.add_argument("--prompts", help=f"prompt preset ({', '.join(PROMPT_PRESETS)}) or a JSON/YAML PromptSet "
+                                          "file, on top of the protocol")
+    parser.add_argument("--precision", choices=["fp32", "autocast"], help="fp32 (default) or autocast on CUDA")
+    parser.add_argument("--calibration", help="a calibration JSON (python -m monai_cxrcml.calibration)")
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of :func:`~monai_cxrcml.model_bundle.create_scorer` for the model options."""
+    model = args.model or args.checkpoint
+    return {"model": os.fspath(model), "model_name": args.model_name, "image_size": args.image_size,
+            "normalization": args.normalization}
+
+
+def scoring_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for the scoring options (``class_names``, ``protocol``, ``prompts``, ...)."""
+    return {"class_names": parse_classes(args.classes), "protocol": args.protocol,
+            "prompts": parse_prompts(args.prompts), "precision": args.precision, "calibration": args.calibration}

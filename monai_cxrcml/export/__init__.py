@@ -1,0 +1,71 @@
+"""Turn a checkpoint into a model bundle that inference, calibration and MONAI Label take alone.
+
+A CheXzero / OpenAI state_dict becomes a bundle scored under the ``chexzero`` protocol (the model name defaults to
+``ViT-B-32-quickgelu`` for a ViT-B/32); an open_clip checkpoint or this project's older bare ``models/model.pt``
+needs its model name and, where it differs from ``present_absent``, its protocol and normalisation. The command
+line is ``python -m monai_cxrcml.export`` (:mod:`monai_cxrcml.cli.export`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from monai_cxrcml.model_bundle import file_fingerprint, load_model, write_model_bundle
+from monai_cxrcml.networks import create_clip, is_openai_layout
+from monai_cxrcml.protocols import ScoringProtocol
+
+__all__ = ["export_checkpoint"]
+
+logger = logging.getLogger("monai_cxrcml")
+
+_OPENAI_VIT_B32 = "ViT-B-32-quickgelu"
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    model_name: str | None = None,
+    image_size: int | None = None,
+    normalization: str | None = None,
+    class_names: Sequence[str] | str | None = None,
+    protocol: str | Mapping | ScoringProtocol | None = None,
+    allow_torchscript: bool = False,
+) -> Path:
+    """Write ``checkpoint`` as a model bundle in ``output_dir``; returns the bundle folder.
+
+    Parameters
+    ----------
+    checkpoint
+        A local checkpoint file (see :func:`~monai_cxrcml.networks.load_clip_checkpoint` for the layouts).
+    output_dir
+        The bundle folder to write.
+    model_name
+        Its open_clip config; default ``ViT-B-32-quickgelu`` for an OpenAI-layout ViT-B/32 (CheXzero), else
+        required.
+    image_size, normalization
+        Its input size (default: the config's) and the normalisation it was trained with (default: the
+        protocol's).
+    class_names
+        The classes the bundle scores by default (``"cxrlt2024"`` when None).
+    protocol
+        Its scoring protocol; default ``chexzero`` for an OpenAI-layout state_dict, else ``present_absent``.
+    allow_torchscript
+        Accept a TorchScript archive (OpenAI's original JIT files).
+    """
+    checkpoint = Path(checkpoint).expanduser()
+    openai = checkpoint.is_file() and is_openai_layout(checkpoint)
+    if openai and protocol is None:
+        protocol = "chexzero"
+        logger.info("%s is an OpenAI-layout state_dict (CheXzero, OpenAI CLIP): protocol 'chexzero'", checkpoint)
+    trained = load_model(checkpoint, model_name or (_OPENAI_VIT_B32 if openai else None), image_size, normalization,
+                         class_names, protocol)
+    clip = create_clip(trained.model_name, checkpoint, allow_torchscript=allow_torchscript)
+    return write_model_bundle(
+        output_dir, clip, trained.model_name, trained.image_size, trained.class_names, trained.protocol,
+        provenance={"checkpoint": file_fingerprint(checkpoint)},
+        changelog={"0.1.0": f"exported from {checkpoint.name} by monai-cxrcml"},
+        data_source=f"the training data of {checkpoint.name} (not recorded in the checkpoint)",
+    )

@@ -1,0 +1,62 @@
+"""The model bundle a training run leaves: its best checkpoint with its settings, data fingerprint and metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from monai_cxrcml.model_bundle.trained_model import BUNDLE_SUBDIR
+from monai_cxrcml.model_bundle.writer import file_fingerprint, write_model_bundle
+from monai_cxrcml.protocols import ScoringProtocol
+
+__all__ = ["bundle_training_run"]
+
+
+def bundle_training_run(
+    output_dir: str | os.PathLike,
+    network: torch.nn.Module,
+    model_name: str,
+    image_size: int,
+    class_names: Sequence[str],
+    protocol: ScoringProtocol,
+    train_csv: str | os.PathLike,
+    dataset_dir: str | os.PathLike,
+    settings: Mapping[str, Any],
+) -> Path:
+    """Write ``output_dir/bundle``: the run's network as a model bundle, after its test evaluation.
+
+    Parameters
+    ----------
+    output_dir
+        The run's folder; its ``metrics.json`` (the test evaluation) becomes the bundle's metrics.
+    network
+        The trained CLIP holding the weights to ship (the best checkpoint, loaded by the test evaluation).
+    model_name, image_size, class_names, protocol
+        What defines the model and how it scores.
+    train_csv, dataset_dir
+        The training label file (fingerprinted) and the film root (a phantom data set is named as synthetic).
+    settings
+        The run's knobs, recorded in ``configs/provenance.json``.
+    """
+    output_dir = Path(output_dir)
+    metrics_file = output_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    if metrics is not None:
+        metrics.pop("per_class", None)
+    phantom = (Path(dataset_dir) / "phantom.json").is_file()
+    data_source = (f"the monai-cxrcml phantom data set at {dataset_dir} (synthetic films)" if phantom else
+                   f"{train_csv} with films under {dataset_dir}")
+    fold = settings.get("fold")
+    return write_model_bundle(
+        output_dir / BUNDLE_SUBDIR, network, model_name, image_size, class_names, protocol, metrics=metrics,
+        provenance={"training_data": file_fingerprint(train_csv), "settings": dict(settings),
+                    "run": str(output_dir.resolve())},
+        changelog={"0.1.0": f"trained by monai-cxrcml on {data_source}" + (f", fold {fold}" if fold is not None
+                                                                            else "")},
+        data_source=data_source,
+    )
