@@ -32,3 +32,22 @@ def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from monai_cxrcml.data.phantom import make_phantom
 
     return make_phantom(tmp_path_factory.mktemp("phantom"), patients=120, size=128, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of the demo recipe trained one epoch through ConfigWorkflow, its properties checked first."""
+    from monai.bundle import ConfigWorkflow
+    from monai.data import get_track_meta
+
+    from _bundle_runs import TRAIN, small_run
+
+    output_dir = tmp_path_factory.mktemp("run")
+    workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", run_id="training",
+                              **small_run(phantom_dir, output_dir))
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    workflow.run()
+    workflow.finalize()
+    assert get_track_meta(), "train.yaml's finalize must switch MetaTensors back on for in-process callers"
+    return output_dir

@@ -11,29 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from monai.bundle import ConfigWorkflow
-from monai.data import get_track_meta
 
-from _bundle_runs import SHORT_RUN, cli_args
+from _bundle_runs import CONFIGS, REPO, TRAIN, cli_args
+from _bundle_runs import small_run as _small
 from monai_cxrcml.data import CXRLT2024_CLASSES
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundle" / "configs"
-TRAIN = [str(CONFIGS / "train.yaml"), str(REPO / "configs" / "demo.yaml")]
 METADATA = str(CONFIGS / "metadata.json")
-
-
-def _small(phantom_dir: Path, output_dir: Path) -> dict:
-    """Overrides that make the demo a one-epoch run on the test phantom."""
-    return {
-        "dataset_dir": str(phantom_dir),
-        "output_dir": str(output_dir),
-        "cache_dir": None,
-        "epochs": 1,
-        **SHORT_RUN,
-        "batch_size": 16,
-        "num_workers": 0,
-        "n_bootstrap": 20,
-    }
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -42,20 +25,6 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
-
-
-@pytest.fixture(scope="module")
-def trained(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One epoch trained through ConfigWorkflow, with its properties checked first."""
-    output_dir = tmp_path_factory.mktemp("run")
-    workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", run_id="training",
-                              **_small(phantom_dir, output_dir))
-    workflow.initialize()
-    assert workflow.check_properties() == []
-    workflow.run()
-    workflow.finalize()
-    assert get_track_meta(), "train.yaml's finalize must switch MetaTensors back on for in-process callers"
-    return output_dir
 
 
 def _metrics(output_dir: Path) -> dict:

@@ -9,18 +9,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import torch
+
 from _bundle_runs import SHORT_RUN
 from monai_cxrcml.experiments import collect_runs, compare, holm, paired_test, run_dir, run_experiment, summarise
+from monai_cxrcml.networks import create_clip
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _fake_experiment(root: Path, name: str, aucs: dict[tuple[int, int], tuple[float, float, float]]) -> Path:
+def _fake_experiment(root: Path, name: str, aucs: dict[tuple[int, int], tuple[float, float, float]],
+                     protocol: str | None = None) -> Path:
     for (fold, seed), (macro, base, rare) in aucs.items():
         out = run_dir(root / name, fold, seed)
         out.mkdir(parents=True)
-        (out / "metrics.json").write_text(json.dumps(
-            {"macro_auc": macro, "base_auc": base, "rare_auc": rare, "macro_ap": 0.2, "per_class": {}}))
+        metrics = {"macro_auc": macro, "base_auc": base, "rare_auc": rare, "macro_ap": 0.2, "per_class": {}}
+        if protocol is not None:
+            metrics["protocol"] = {"name": protocol}
+        (out / "metrics.json").write_text(json.dumps(metrics))
     return root / name
 
 
@@ -86,15 +92,59 @@ def test_missing_config_is_named(tmp_path: Path):
         run_experiment("x", [tmp_path / "nope.yaml"], tmp_path, bundle_config=REPO / "bundle/configs/train.yaml")
 
 
+def test_compare_has_a_column_group_per_protocol(tmp_path: Path):
+    keys = [(0, s) for s in range(3)]
+    own = _fake_experiment(tmp_path, "cxrcml", {k: (0.80, 0.82, 0.75) for k in keys}, protocol="present_absent")
+    for key in keys:
+        other = run_dir(own, *key) / "protocol-chexzero"
+        other.mkdir()
+        (other / "metrics.json").write_text(json.dumps({"macro_auc": 0.6, "base_auc": 0.61, "rare_auc": 0.55,
+                                                        "protocol": {"name": "chexzero"}}))
+    table = compare([own], protocols=("chexzero", None))
+    assert "| experiment | runs | chexzero: total | chexzero: base | chexzero: rare | own protocol: total |" in table
+    assert "| cxrcml | 3 | 0.600 ± 0.000" in table and "| 0.800 ± 0.000" in table
+    assert "Own protocol of the runs: present_absent." in table
+    assert collect_runs(own, "chexzero")["macro_auc"].tolist() == [0.6] * 3
+    assert collect_runs(own, "present_absent")["macro_auc"].tolist() == [0.8] * 3  # its own, by name
+    with pytest.raises(FileNotFoundError, match="scored under protocol 'chexzero_corrected'"):
+        collect_runs(own, "chexzero_corrected")
+
+
+def test_chexzero_baseline_is_scored_under_both_table_protocols(phantom_dir: Path, tmp_path: Path):
+    """The paper's baseline row: a CheXzero-format checkpoint, no training, CheXzero's protocol and ours."""
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "chexzero_tiny.pt"
+    torch.save(create_clip("cxrcml-tiny").state_dict(), checkpoint)  # plain state_dict, OpenAI key names
+    overrides = {"dataset_dir": str(phantom_dir), "cache_dir": None, "num_workers": 0, "n_bootstrap": 0,
+                 "pretrained": str(checkpoint), "model_name": "cxrcml-tiny", "batch_size": 16}
+    configs = [REPO / "configs" / "demo.yaml", REPO / "configs" / "ablations" / "chexzero_zeroshot.yaml"]
+    exp = run_experiment("chexzero", configs, tmp_path / "experiments", overrides=overrides,
+                         bundle_config=REPO / "bundle/configs/train.yaml",
+                         protocols=("chexzero", "present_absent_pooled"))
+    run = run_dir(exp, 0, 0)
+    own = json.loads((run / "metrics.json").read_text())
+    assert own["protocol"]["name"] == "chexzero" and own["protocol"]["scale"] == 1.0
+    other = json.loads((run / "protocol-present_absent_pooled" / "metrics.json").read_text())
+    assert other["protocol"]["name"] == "present_absent_pooled"
+    assert other["protocol"]["normalization"] == own["protocol"]["normalization"]  # the model's normalisation kept
+    assert other["macro_auc"] != own["macro_auc"]
+    table = compare([exp], protocols=("chexzero", "present_absent_pooled"))
+    row = next(line for line in table.splitlines() if line.startswith("| chexzero |"))
+    assert row.count("n/a") == 0 and f"{own['macro_auc']:.3f}" in row and f"{other['macro_auc']:.3f}" in row
+
+
 @pytest.mark.slow
 def test_cross_validation_runner_trains_each_fold_and_resumes(phantom_dir: Path, tmp_path: Path):
     overrides = {"dataset_dir": str(phantom_dir), "cache_dir": None, "epochs": 1, "batch_size": 16,
                  "num_workers": 0, "n_bootstrap": 0, "num_folds": 2, **SHORT_RUN}
     exp = run_experiment("cv", [REPO / "configs" / "demo.yaml"], tmp_path, folds=(0, 1), overrides=overrides,
-                         probe=True, bundle_config=REPO / "bundle/configs/train.yaml")
+                         probe=True, bundle_config=REPO / "bundle/configs/train.yaml", protocols=("chexzero",))
     runs = collect_runs(exp)
     assert runs["fold"].tolist() == [0, 1] and runs["probe_macro_auc"].notna().all()
+    assert collect_runs(exp, "chexzero")["fold"].tolist() == [0, 1]  # the test parts, scored under chexzero too
     stamp = (run_dir(exp, 0, 0) / "metrics.json").stat().st_mtime_ns
+    rescored = (run_dir(exp, 0, 0) / "protocol-chexzero" / "metrics.json").stat().st_mtime_ns
     run_experiment("cv", [REPO / "configs" / "demo.yaml"], tmp_path, folds=(0, 1), overrides=overrides,
-                   bundle_config=REPO / "bundle/configs/train.yaml")
+                   bundle_config=REPO / "bundle/configs/train.yaml", protocols=("chexzero",))
     assert (run_dir(exp, 0, 0) / "metrics.json").stat().st_mtime_ns == stamp  # finished runs are not repeated
+    assert (run_dir(exp, 0, 0) / "protocol-chexzero" / "metrics.json").stat().st_mtime_ns == rescored

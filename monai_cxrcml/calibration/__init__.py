@@ -8,11 +8,9 @@ bundle (``models/calibration.json``, the classifier's temperature and bias, a ne
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +19,12 @@ from monai.data import DataLoader, Dataset
 
 from monai_cxrcml.data import load_fold
 from monai_cxrcml.metrics.temperature import Calibration, fit_calibration
-from monai_cxrcml.model_bundle import find_model_bundle, load_model, write_bundle_calibration
+from monai_cxrcml.model_bundle import fold_arguments, load_model, write_bundle_calibration
 from monai_cxrcml.networks import PromptSet
 from monai_cxrcml.protocols import ScoringProtocol
 from monai_cxrcml.transforms import skip_unreadable_collate
 
-__all__ = ["FOLD_SETTINGS", "calibrate", "collect_logits"]
+__all__ = ["calibrate", "collect_logits"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,27 +86,6 @@ def collect_logits(
     }
 
 
-FOLD_SETTINGS: dict[str, str] = {
-    "train_csv": "csv", "dataset_dir": "image_root", "class_names": "class_names", "fold": "fold",
-    "num_folds": "num_folds", "split_seed": "seed", "val_fraction": "val_fraction", "test_csv": "test_csv",
-    "train_split": "split", "test_split": "test_split", "uncertain": "uncertain", "blank": "blank",
-}
-"""Training settings (bundle config ids) that cut a fold -> the :func:`~monai_cxrcml.data.load_fold` argument."""
-
-
-def _fold_arguments(bundle: Path | None, given: Mapping[str, Any]) -> dict[str, Any]:
-    """``load_fold`` arguments: those given, else the training run's (from the bundle's provenance)."""
-    recorded: dict[str, Any] = {}
-    if bundle is not None:
-        settings = json.loads((bundle / "configs" / "provenance.json").read_text()).get("settings", {})
-        recorded = {argument: settings[key] for key, argument in FOLD_SETTINGS.items() if key in settings}
-    arguments = {**recorded, **{k: v for k, v in given.items() if v is not None}}
-    if "csv" not in arguments:
-        raise ValueError("calibration needs the training label file (--csv): the model does not record one (a bare "
-                         "checkpoint, or a bundle exported from one).")
-    return arguments
-
-
 def calibrate(
     model: str | os.PathLike,
     csv: str | os.PathLike | None = None,
@@ -148,8 +125,8 @@ def calibrate(
         :func:`~monai_cxrcml.model_bundle.load_model`.
     csv, image_root, fold, num_folds, seed, val_fraction, test_csv, split, test_split, uncertain, blank, class_names
         The training label file, its film root and the :func:`~monai_cxrcml.data.load_fold` settings; None: the
-        training run's, recorded in a bundle's provenance (:data:`FOLD_SETTINGS`), else ``load_fold``'s defaults
-        and the model's classes.
+        training run's, recorded in a bundle's provenance (:func:`~monai_cxrcml.model_bundle.fold_arguments`),
+        else ``load_fold``'s defaults and the model's classes.
     part
         ``"val"`` (default; ``"test"`` would leak the test part into the calibration).
     per_class, bias, n_bins, min_count
@@ -170,16 +147,14 @@ def calibrate(
         For an empty part, a bare checkpoint without ``output``, or missing fold settings.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    bundle = find_model_bundle(model) if Path(model).is_dir() else None
-    if bundle is None and output is None:
+    trained = load_model(model, model_name, image_size, normalization, protocol=protocol)
+    if not trained.is_bundle and output is None:
         raise ValueError(f"{model} is a bare checkpoint: say where to write the calibration (--output FILE), or "
                          "export it as a bundle first (python -m monai_cxrcml.export).")
     given = {"csv": csv, "image_root": image_root, "fold": fold, "num_folds": num_folds, "seed": seed,
              "val_fraction": val_fraction, "test_csv": test_csv, "split": split, "test_split": test_split,
              "uncertain": uncertain, "blank": blank, "class_names": class_names}
-    arguments = _fold_arguments(bundle, given)
-    trained = load_model(model, model_name, image_size, normalization, protocol=protocol)
-    arguments.setdefault("class_names", list(trained.class_names))
+    arguments = fold_arguments(trained, given)
     data = load_fold(**arguments)
     table = data.part(part)
     if not len(table):
@@ -201,5 +176,5 @@ def calibrate(
     if output is not None:
         logger.info("calibration written to %s", calibration.save(output))
     else:
-        write_bundle_calibration(bundle, calibration)
+        write_bundle_calibration(trained.source, calibration)
     return calibration

@@ -9,7 +9,14 @@ import sys
 from collections.abc import Sequence
 
 from monai_cxrcml.calibration import calibrate
-from monai_cxrcml.cli.options import add_model_options, model_kwargs, parse_classes, parse_prompts
+from monai_cxrcml.cli.options import (
+    add_fold_options,
+    add_model_options,
+    fold_kwargs,
+    model_kwargs,
+    parse_classes,
+    parse_prompts,
+)
 from monai_cxrcml.networks import CheckpointError
 from monai_cxrcml.protocols import PROTOCOLS
 
@@ -25,22 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_model_options(parser)
     parser.add_argument("--output", help="calibration JSON to write (default: into the model bundle)")
-    parser.add_argument("--csv", help="the training label file (default: the run's)")
-    parser.add_argument("--image-root", help="folder the CSV's fpath values are relative to (default: the run's)")
-    parser.add_argument("--fold", type=int)
-    parser.add_argument("--num-folds", type=int)
-    parser.add_argument("--seed", type=int, help="split seed of the training run")
-    parser.add_argument("--val-fraction", type=float)
-    parser.add_argument("--test-csv", help="the run's test_csv, when it had one")
-    parser.add_argument("--split", help="rows of a --csv with a split column (labels.csv): train, development, test")
-    parser.add_argument("--test-split", help="the same for --test-csv")
+    add_fold_options(parser)
     parser.add_argument("--part", default="val", choices=["val", "train", "test"],
                         help="part to fit on (val; fitting on test leaks it)")
     parser.add_argument("--classes", nargs="+", help="cxrlt2024, chexpert or class names (default: the run's)")
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), help="score under this protocol instead")
     parser.add_argument("--prompts", help="prompt preset or a JSON/YAML PromptSet file instead of the protocol's")
-    parser.add_argument("--uncertain", choices=["negative", "positive", "mask"])
-    parser.add_argument("--blank", choices=["negative", "positive", "mask"])
     parser.add_argument("--per-class", action="store_true", help="one temperature per class")
     parser.add_argument("--bias", action="store_true", help="a bias per class as well")
     parser.add_argument("--bins", type=int, default=15, help="equal-width ECE bins")
@@ -59,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = model_kwargs(args)
         calibration = calibrate(
-            model.pop("model"), args.csv, args.image_root, fold=args.fold, num_folds=args.num_folds, seed=args.seed,
-            val_fraction=args.val_fraction, test_csv=args.test_csv, split=args.split, test_split=args.test_split,
-            uncertain=args.uncertain, blank=args.blank, class_names=parse_classes(args.classes), part=args.part,
+            model.pop("model"), **fold_kwargs(args), class_names=parse_classes(args.classes), part=args.part,
             per_class=args.per_class, bias=args.bias, n_bins=args.bins, min_count=args.min_count,
             protocol=args.protocol, prompts=parse_prompts(args.prompts), batch_size=args.batch_size,
             num_workers=args.num_workers, device=args.device, output=args.output, **model,

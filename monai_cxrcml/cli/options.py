@@ -14,8 +14,16 @@ import yaml
 from monai_cxrcml.networks import PROMPT_PRESETS, PromptSet
 from monai_cxrcml.protocols import PROTOCOLS
 
-__all__ = ["add_model_options", "add_scoring_options", "model_kwargs", "parse_classes", "parse_prompts",
-           "scoring_kwargs"]
+__all__ = [
+    "add_fold_options",
+    "add_model_options",
+    "add_scoring_options",
+    "fold_kwargs",
+    "model_kwargs",
+    "parse_classes",
+    "parse_prompts",
+    "scoring_kwargs",
+]
 
 
 def parse_classes(values: Sequence[str] | None) -> str | list[str] | None:
@@ -78,3 +86,25 @@ def scoring_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for the scoring options (``class_names``, ``protocol``, ``prompts``, ...)."""
     return {"class_names": parse_classes(args.classes), "protocol": args.protocol,
             "prompts": parse_prompts(args.prompts), "precision": args.precision, "calibration": args.calibration}
+
+
+def add_fold_options(parser: argparse.ArgumentParser) -> None:
+    """The labelled films: a label file and its fold settings (default: the training run's, as a bundle records)."""
+    parser.add_argument("--csv", help="the label file (default: the run's training label file)")
+    parser.add_argument("--image-root", help="folder the CSV's fpath values are relative to (default: the run's)")
+    parser.add_argument("--fold", type=int)
+    parser.add_argument("--num-folds", type=int)
+    parser.add_argument("--seed", type=int, help="split seed of the training run")
+    parser.add_argument("--val-fraction", type=float)
+    parser.add_argument("--test-csv", help="the run's test_csv, when it had one")
+    parser.add_argument("--split", help="rows of a --csv with a split column (labels.csv): train, development, test")
+    parser.add_argument("--test-split", help="the same for --test-csv")
+    parser.add_argument("--uncertain", choices=["negative", "positive", "mask"])
+    parser.add_argument("--blank", choices=["negative", "positive", "mask"])
+
+
+def fold_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of :func:`~monai_cxrcml.calibration.calibrate` / ``evaluate`` for the fold options."""
+    return {"csv": args.csv, "image_root": args.image_root, "fold": args.fold, "num_folds": args.num_folds,
+            "seed": args.seed, "val_fraction": args.val_fraction, "test_csv": args.test_csv, "split": args.split,
+            "test_split": args.test_split, "uncertain": args.uncertain, "blank": args.blank}

@@ -36,9 +36,12 @@ class ZeroShotEvaluator(SupervisedEvaluator):
     Parameters
     ----------
     clip_model
-        The open_clip CLIP being evaluated (a DDP wrapper is unwrapped).
+        The open_clip CLIP being evaluated (a DDP wrapper is unwrapped); its prompts are encoded at each run start.
     tokenizer
         Its tokenizer (:func:`monai_cxrcml.networks.get_tokenizer`).
+    classifier
+        Instead of ``clip_model`` and ``tokenizer``: a ready :class:`~monai_cxrcml.networks.ZeroShotClassifier`
+        (e.g. a trained model's, :func:`~monai_cxrcml.model_bundle.create_scorer`), scored as it is.
     class_names, prompts
         Classes to score and the prompt set (see :class:`~monai_cxrcml.networks.PromptSet`).
     scale
@@ -56,8 +59,8 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         self,
         device: torch.device | str,
         val_data_loader: Iterable | DataLoader,
-        clip_model: torch.nn.Module,
-        tokenizer: Callable,
+        clip_model: torch.nn.Module | None = None,
+        tokenizer: Callable | None = None,
         class_names: Sequence[str] | str | None = "cxrlt2024",
         prompts: str | PromptSet | Mapping = "present_absent",
         scale: str | float = "model",
@@ -78,9 +81,13 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         event_to_attr: dict | None = None,
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
+        classifier: ZeroShotClassifier | None = None,
     ) -> None:
-        clip_model = clip_model.module if hasattr(clip_model, "module") else clip_model
-        classifier = ZeroShotClassifier.from_clip(clip_model, tokenizer, class_names, prompts, scale)
+        if (classifier is None) == (clip_model is None or tokenizer is None):
+            raise ValueError("ZeroShotEvaluator scores either a CLIP (clip_model and tokenizer) or a ready classifier.")
+        if classifier is None:
+            clip_model = clip_model.module if hasattr(clip_model, "module") else clip_model
+            classifier = ZeroShotClassifier.from_clip(clip_model, tokenizer, class_names, prompts, scale)
         super().__init__(
             device=device,
             val_data_loader=val_data_loader,
@@ -106,7 +113,8 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         self.clip_model = clip_model
         self.tokenizer = tokenizer
         self.passthrough_keys = tuple(passthrough_keys)
-        self.add_event_handler(Events.STARTED, self._encode_prompts)
+        if clip_model is not None:
+            self.add_event_handler(Events.STARTED, self._encode_prompts)
 
     def _encode_prompts(self, engine: ZeroShotEvaluator) -> None:
         was_training = self.clip_model.training

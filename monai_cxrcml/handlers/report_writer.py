@@ -60,5 +60,6 @@ class MetricsReportWriter:
             )
         if idist.get_rank() != 0:
             return
-        json_path, _ = report.save(self.output_dir, extra=None if self.protocol is None else {"protocol": self.protocol})
+        extra = None if self.protocol is None else {"protocol": self.protocol}
+        json_path, _ = report.save(self.output_dir, extra=extra)
         self.logger.info("%s\n(written to %s)", report.format_table(self.title), json_path)

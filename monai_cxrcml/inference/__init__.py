@@ -96,6 +96,9 @@ class InferenceEvaluator(SupervisedEvaluator):
         self.add_event_handler(Events.COMPLETED, self._finish)
 
     def _reset_counts(self, engine: Engine) -> None:
+        if not len(engine.data_loader.dataset):
+            raise NoReadableFilmError("no films to score: pass the input (a CSV with dicom_id and fpath, a folder of "
+                                      "films, or a list of files).")
         engine.state.films_scored = 0
         engine.state.films_skipped = 0
         engine.state.started_at = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Temperature (and bias) calibration of zero-shot logits: fitted by minimum NLL, applied to a classifier, saved as JSON.
+"""Temperature (and bias) calibration of zero-shot logits: fitted by minimum NLL, applied to a classifier, as JSON.
 
 ``p_c = sigmoid(z_c / T_c + b_c)`` with ``z_c`` the classifier's uncalibrated logits
 (:meth:`~monai_cxrcml.networks.ZeroShotClassifier.logits`): one global ``T``, one ``T_c`` per class, and optionally a

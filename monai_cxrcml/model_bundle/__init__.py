@@ -3,11 +3,12 @@ that scores films (inference, calibration, MONAI Label)."""
 
 from .card import METADATA_KEY, MODEL_FORMAT, bundle_metadata, model_card
 from .trained_model import BUNDLE_SUBDIR, Scorer, TrainedModel, create_scorer, find_model_bundle, load_model
-from .training import bundle_training_run
+from .training import FOLD_SETTINGS, bundle_training_run, fold_arguments
 from .writer import CALIBRATION_FILE, file_fingerprint, write_bundle_calibration, write_model_bundle
 
 __all__ = [
     "BUNDLE_SUBDIR",
+    "FOLD_SETTINGS",
     "CALIBRATION_FILE",
     "METADATA_KEY",
     "MODEL_FORMAT",
@@ -19,6 +20,7 @@ __all__ = [
     "file_fingerprint",
     "find_model_bundle",
     "load_model",
+    "fold_arguments",
     "model_card",
     "write_bundle_calibration",
     "write_model_bundle",

@@ -10,11 +10,19 @@ from typing import Any
 
 import torch
 
-from monai_cxrcml.model_bundle.trained_model import BUNDLE_SUBDIR
+from monai_cxrcml.model_bundle.trained_model import BUNDLE_SUBDIR, TrainedModel
 from monai_cxrcml.model_bundle.writer import file_fingerprint, write_model_bundle
 from monai_cxrcml.protocols import ScoringProtocol
 
-__all__ = ["bundle_training_run"]
+__all__ = ["FOLD_SETTINGS", "bundle_training_run", "fold_arguments"]
+
+FOLD_SETTINGS: dict[str, str] = {
+    "train_csv": "csv", "dataset_dir": "image_root", "class_names": "class_names", "fold": "fold",
+    "num_folds": "num_folds", "split_seed": "seed", "val_fraction": "val_fraction", "test_csv": "test_csv",
+    "train_split": "split", "test_split": "test_split", "uncertain": "uncertain", "blank": "blank",
+    "group_by": "group_by", "rare_threshold": "rare_threshold",
+}
+"""Training settings (bundle config ids) that cut a fold -> the :func:`~monai_cxrcml.data.load_fold` argument."""
 
 
 def bundle_training_run(
@@ -60,3 +68,28 @@ def bundle_training_run(
                                                                             else "")},
         data_source=data_source,
     )
+
+
+def fold_arguments(model: TrainedModel, given: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`~monai_cxrcml.data.load_fold` arguments: those ``given`` (None: not given), else those of the run that
+    trained ``model``, else ``load_fold``'s defaults, with the model's classes by default.
+
+    A bundle written at the end of training records its run's settings in ``configs/provenance.json``
+    (:data:`FOLD_SETTINGS`); an exported bundle or a bare checkpoint records none, and then ``csv`` must be given.
+
+    Raises
+    ------
+    ValueError
+        When no training label file is given or recorded.
+    """
+    recorded: dict[str, Any] = {}
+    provenance = model.source / "configs" / "provenance.json"
+    if model.is_bundle and provenance.is_file():
+        settings = json.loads(provenance.read_text()).get("settings", {})
+        recorded = {argument: settings[key] for key, argument in FOLD_SETTINGS.items() if key in settings}
+    arguments = {**recorded, **{key: value for key, value in given.items() if value is not None}}
+    if "csv" not in arguments:
+        raise ValueError(f"{model.source} records no training label file (a bare checkpoint, or a bundle exported "
+                         "from one): pass the label file (--csv) and its fold settings.")
+    arguments.setdefault("class_names", list(model.class_names))
+    return arguments

@@ -162,9 +162,33 @@ def write_model_bundle(
     (root / "docs" / "README.md").write_text(model_card(metadata, record))
     (root / "docs" / "data_license.txt").write_text(_DATA_LICENSE)
     _export_torchscript(root)
+    _list_large_files(root)
     logger.info("model bundle written to %s (%s, %d classes, protocol %s)", root, model_name, len(classes),
                 protocol.name)
     return root
+
+
+LARGE_FILE_BYTES = 25 * 2**20
+"""Model-zoo keeps files up to 25 MB in its repository; larger ones are listed in ``large_files.yml``."""
+
+
+def _list_large_files(root: Path) -> None:
+    """Write ``large_files.yml`` for the files over :data:`LARGE_FILE_BYTES` (md5, and the url to fill in)."""
+    large = sorted(p for p in root.rglob("*") if p.is_file() and p.stat().st_size > LARGE_FILE_BYTES)
+    target = root / "large_files.yml"
+    if not large:
+        target.unlink(missing_ok=True)
+        return
+    lines = ["# Files over 25 MB, which MONAI model-zoo keeps outside its repository: put each where it can be",
+             "# downloaded and fill in its url before publishing the bundle.", "large_files:"]
+    for path in large:
+        digest = hashlib.md5()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        lines += [f'- path: "{path.relative_to(root).as_posix()}"', '  url: ""',
+                  f'  hash_val: "{digest.hexdigest()}"', '  hash_type: "md5"']
+    target.write_text("\n".join(lines) + "\n")
 
 
 def _export_torchscript(root: Path) -> None:
@@ -211,5 +235,6 @@ def write_bundle_calibration(bundle: str | os.PathLike, calibration: Calibration
     provenance = json.loads((root / "configs" / "provenance.json").read_text())
     (root / "docs" / "README.md").write_text(model_card(metadata, provenance))
     _export_torchscript(root)
+    _list_large_files(root)
     logger.info("calibration written into the bundle %s (version %s)", root, metadata["version"])
     return path

@@ -28,6 +28,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import open_clip
 import torch
@@ -36,7 +37,9 @@ from open_clip.model import resize_pos_embed
 from open_clip.transformer import QuickGELU
 
 __all__ = [
+    "OPENAI_LAYOUT_KEYS",
     "CheckpointError",
+    "checkpoint_architecture",
     "LoadReport",
     "is_openai_layout",
     "load_clip_checkpoint",
@@ -270,7 +273,7 @@ def read_state_dict(path: str | os.PathLike, allow_torchscript: bool = False) ->
     return state_dict, {"source_format": source_format, "wrapper": wrapper, "stripped_prefix": stripped}
 
 
-def _architecture(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int] | None:
+def checkpoint_architecture(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int] | None:
     """Shape of a standard open_clip/OpenAI ViT CLIP read from its state_dict (None for other layouts)."""
     needed = ("visual.conv1.weight", "visual.positional_embedding", "ln_final.weight", "text_projection")
     if not all(k in state_dict for k in needed):
@@ -314,21 +317,25 @@ def _matching_configs(arch: dict[str, int]) -> list[str]:
     return names
 
 
-def is_openai_layout(path: str | os.PathLike) -> bool:
-    """Whether a checkpoint is an OpenAI-layout CLIP ViT state_dict, the way CheXzero and OpenAI ship theirs.
+OPENAI_LAYOUT_KEYS: tuple[str, ...] = ("visual.conv1.weight", "visual.proj", "text_projection",
+                                       "token_embedding.weight")
+"""Keys of a ViT CLIP state_dict in OpenAI's naming (also open_clip's), as CheXzero saves its weights."""
 
-    True for a TorchScript archive or an unwrapped, unprefixed state_dict with OpenAI key names and the image stem
-    of a released OpenAI ViT (B/32, B/16, L/14); open_clip and this project's training checkpoints are wrapped.
+
+def is_openai_layout(state_dict: Mapping[str, torch.Tensor], found: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint (as :func:`read_state_dict` returns it) is a CLIP ViT saved as OpenAI and CheXzero save.
+
+    True for a TorchScript archive, or a plain state_dict (no wrapper key, no ``module.`` prefix) holding
+    :data:`OPENAI_LAYOUT_KEYS`; open_clip's and this project's training checkpoints are wrapped.
     """
-    state_dict, found = read_state_dict(path, allow_torchscript=True)
-    conv1 = state_dict.get("visual.conv1.weight")
-    unwrapped = found["source_format"] == "torchscript" or not (found["wrapper"] or found["stripped_prefix"])
-    return unwrapped and "text_projection" in state_dict and conv1 is not None and tuple(conv1.shape) in _OPENAI_VIT_CONV1
+    if found["source_format"] == "torchscript":
+        return True
+    return not (found["wrapper"] or found["stripped_prefix"]) and all(k in state_dict for k in OPENAI_LAYOUT_KEYS)
 
 
 def _hint(report: LoadReport, state_dict: Mapping[str, torch.Tensor]) -> str:
     if report.mismatched or len(report.missing) + len(report.unexpected) > 4:
-        arch = _architecture(state_dict)
+        arch = checkpoint_architecture(state_dict)
         if arch is None:
             return "The checkpoint is not a standard CLIP ViT state_dict: is it a CLIP checkpoint at all?"
         configs = _matching_configs(arch)

@@ -1,5 +1,6 @@
 """MONAI Label app: the real server on 127.0.0.1 answers a JPEG and a MONOCHROME1 DICOM with the 40 class scores,
-answers a non-image upload with a 4xx message and keeps serving.
+answers a non-image upload with a 4xx message and keeps serving; it serves a model bundle (a trained run, an exported
+CheXzero-format checkpoint) with a single ``--conf`` and answers as the inference command line does.
 
 Runs in the label environment (``.venv-label``: MONAI Label 0.8.5 with numpy<2, pydicom<3; see README.md,
 ``<!-- readme:label-test -->``). Skipped where MONAI Label is not installed (the main environment).
@@ -7,6 +8,7 @@ Runs in the label environment (``.venv-label``: MONAI Label 0.8.5 with numpy<2, 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -18,10 +20,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_films import asymmetric_film, write_dicom, write_pil
 
+from monai_cxrcml.cli.export import main as export_main
+from monai_cxrcml.cli.inference import main as inference_main
 from monai_cxrcml.metrics import Calibration
 from monai_cxrcml.data.classes import CXRLT2024_CLASSES
 from monai_cxrcml.data.films import FilmReadError
@@ -74,16 +79,17 @@ def files(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(files: Path):
-    """Base URL of ``monailabel start_server`` serving a copy of the packaged app; stopped afterwards."""
-    app = files / "app"  # MONAI Label writes model/, lib/, logs/, bin/ into the app folder: serve a copy
+@contextlib.contextmanager
+def serving(root: Path, studies: Path, conf: dict[str, str]):
+    """Base URL of ``monailabel start_server`` serving a copy of the packaged app with these ``--conf`` pairs."""
+    root.mkdir(parents=True, exist_ok=True)
+    app = root / "app"  # MONAI Label writes model/, lib/, logs/, bin/ into the app folder: serve a copy
     shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__", "model", "lib", "logs", "bin"))
     port = free_port()
     bin_dir = Path(sys.executable).parent
-    command = [str(bin_dir / "monailabel"), "start_server", "--app", str(app), "--studies", str(files / "studies")]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--conf", "checkpoint", str(files / "model.pt")]
-    command += ["--conf", "model_name", "cxrcml-tiny", "--conf", "device", "cpu"]
+    command = [str(bin_dir / "monailabel"), "start_server", "--app", str(app), "--studies", str(studies)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += [token for key, value in conf.items() for token in ("--conf", key, value)]
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -91,7 +97,7 @@ def server(files: Path):
         "MONAI_LABEL_SESSIONS": "false",
         "OMP_NUM_THREADS": "1",
     }
-    log_path = files / "server.log"
+    log_path = root / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -116,6 +122,14 @@ def server(files: Path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(files: Path):
+    """The app serving the tiny checkpoint of ``files`` (bare, with its model name) on the CPU."""
+    conf = {"checkpoint": str(files / "model.pt"), "model_name": "cxrcml-tiny", "device": "cpu"}
+    with serving(files / "bare", files / "studies", conf) as url:
+        yield url
 
 
 def infer(url: str, image: str | None = None, upload: Path | None = None) -> requests.Response:
@@ -175,8 +189,8 @@ def test_unknown_image_id_is_404_naming_it(server):
     assert "'no_such_film' is not in the datastore" in response.json()["detail"]
 
 
-def test_task_needs_a_checkpoint():
-    with pytest.raises(ValueError, match="--conf checkpoint"):
+def test_task_needs_a_model():
+    with pytest.raises(ValueError, match="--conf model RUN_OR_BUNDLE.*--conf checkpoint"):
         ZeroShotInferTask.from_conf({"model_name": "cxrcml-tiny"})
 
 
@@ -216,3 +230,27 @@ def test_task_reads_a_dicom_series_folder_of_one_film(files, task, tmp_path):
     shutil.copy(files / "studies" / "m1_film.dcm", series / "2.dcm")
     with pytest.raises(FilmReadError, match="with 2 files"):
         task({"image": str(series)})
+
+
+@pytest.fixture(scope="module")
+def exported_chexzero(tmp_path_factory) -> Path:
+    """A CheXzero-format checkpoint (plain state_dict, OpenAI key names) exported as a bundle, as a user does."""
+    root = tmp_path_factory.mktemp("chexzero")
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        torch.save(create_clip("cxrcml-tiny").state_dict(), root / "chexzero.pt")
+    status = export_main([str(root / "chexzero.pt"), "--model-name", "cxrcml-tiny", "--output", str(root / "bundle")])
+    assert status == 0
+    return root / "bundle"
+
+
+@pytest.mark.parametrize("which", ["trained run", "exported CheXzero checkpoint"])
+def test_server_takes_a_model_alone_and_answers_as_the_inference_cli(which, trained, exported_chexzero, files,
+                                                                     tmp_path):
+    model = trained if which == "trained run" else exported_chexzero
+    film = files / "studies" / "pa_film.jpg"
+    with serving(tmp_path / "server", files / "studies", {"model": str(model)}) as url:
+        served = scores_of(infer(url, "pa_film"))
+    output = tmp_path / "cli.csv"
+    assert inference_main([str(film), "--model", str(model), "--output", str(output), "--device", "cpu"]) == 0
+    np.testing.assert_allclose(served, pd.read_csv(output).iloc[0, 1:].to_numpy(float), atol=1e-6, rtol=0)

@@ -2,8 +2,7 @@
 
 Start (see ``monai_cxrcml/label/README.md``)::
 
-    monailabel start_server --app APP_DIR --studies FILMS_DIR --host 127.0.0.1 --port 8000 \\
-        --conf checkpoint runs/fold0/models/model.pt --conf model_name ViT-B-32-quickgelu
+    monailabel start_server --app APP_DIR --studies FILMS_DIR --host 127.0.0.1 --port 8000 --conf model runs/fold0
 
 then ``POST /infer/cxrcml?image=ID`` (a film of the datastore) or ``POST /infer/cxrcml`` with the film uploaded
 as form field ``file``. The answer is one probability per class (:mod:`zero_shot`). The local datastore lists
@@ -45,8 +44,8 @@ class MyApp(MONAILabelApp):
     studies
         Folder of films (local datastore) or a DICOMweb URL.
     conf
-        ``--conf`` pairs: ``checkpoint`` (required), ``model_name``, ``class_names``, ``prompts``,
-        ``normalization``, ``device`` (see :mod:`monai_cxrcml.label.app.zero_shot`).
+        ``--conf`` pairs: ``model`` (a bundle or run folder; required), the scoring options and ``device`` (see
+        :mod:`monai_cxrcml.label.app.zero_shot`).
     """
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:

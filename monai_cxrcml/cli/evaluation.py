@@ -1,0 +1,61 @@
+"""``python -m monai_cxrcml.evaluation``: zero-shot AUC of a trained model on labelled films, as training reports it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from monai_cxrcml.cli.options import (
+    add_fold_options,
+    add_model_options,
+    add_scoring_options,
+    fold_kwargs,
+    model_kwargs,
+    scoring_kwargs,
+)
+from monai_cxrcml.data.films import FilmReadError
+from monai_cxrcml.evaluation import evaluate
+from monai_cxrcml.networks import CheckpointError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m monai_cxrcml.evaluation",
+        description="Score labelled films with a trained model and write metrics.json (per-class AUC/AP, base/rare "
+        "and prevalence groups, patient-bootstrap intervals, the protocol), per_class.csv and predictions.npz. "
+        "A model bundle (or run folder) defaults to the test part of its own training run.",
+    )
+    add_model_options(parser)
+    parser.add_argument("--output-dir", help="where the files go (default: the bundle's eval/<part>)")
+    add_fold_options(parser)
+    parser.add_argument("--part", default="test", choices=["test", "val", "train"])
+    add_scoring_options(parser, "cxrlt2024, chexpert or class names (default: the model's)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="patient-bootstrap resamples (0: no intervals)")
+    parser.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="an unreadable film")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Evaluate (see ``--help``), print the AUC table; returns the exit status (2 with a message on a user error)."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        model = model_kwargs(args)
+        report = evaluate(
+            model.pop("model"), **fold_kwargs(args), part=args.part, n_bootstrap=args.bootstrap,
+            on_error=args.on_error, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+            output_dir=args.output_dir, **model, **scoring_kwargs(args),
+        )
+    except (ValueError, OSError, CheckpointError, FilmReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.format_table(f"Zero-shot AUC, {args.part} part"))
+    return 0
