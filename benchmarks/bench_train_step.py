@@ -88,7 +88,7 @@ def cache_loader(args: argparse.Namespace, n_batches: int, device: str) -> torch
     items = [dict(items[i % len(items)], sample_id=i) for i in range(n_batches * args.batch_size)]
     transforms = chest_film_transforms(
         train=True, image_size=args.image_size, normalization="clip", cache_dir=cache_dir,
-        tokenizer_model=args.model, caption={"class_names": fold.class_names, "shuffle": True},
+        tokenizer=get_tokenizer(args.model), caption={"class_names": fold.class_names, "shuffle": True},
     )
     return torch.utils.data.DataLoader(
         Dataset(items, transforms), batch_size=args.batch_size, shuffle=True, drop_last=True,

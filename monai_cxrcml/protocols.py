@@ -27,7 +27,7 @@ from monai_cxrcml.transforms import chest_film_transforms
 
 __all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "ScoringProtocol", "get_protocol"]
 
-logger = logging.getLogger("monai_cxrcml")
+logger = logging.getLogger(__name__)
 
 _RESIZES = ("longest_side", "chexzero")
 _NORMALIZATIONS = ("chexzero", "clip")
@@ -121,7 +121,7 @@ class ScoringProtocol:
         augment: bool | Mapping[str, Any] | None = None,
         cache_dir: str | os.PathLike | None = None,
         on_error: str = "raise",
-        tokenizer_model: str | None = None,
+        tokenizer: Callable | None = None,
         caption: Mapping[str, Any] | None = None,
     ) -> Compose:
         """The film pipeline of this protocol for a model of input size ``image_size``.
@@ -131,7 +131,7 @@ class ScoringProtocol:
         """
         return chest_film_transforms(
             train, image_size, self.normalization, augment=augment, cache_dir=cache_dir, on_error=on_error,
-            tokenizer_model=tokenizer_model, caption=caption, draft=self.jpeg_draft, resize=self.resize,
+            tokenizer=tokenizer, caption=caption, draft=self.jpeg_draft, resize=self.resize,
             antialias=self.antialias, chexzero_size=CHEXZERO_SIZE,
         )
 

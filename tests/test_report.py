@@ -23,7 +23,7 @@ from monai_cxrcml.report import (
     make_report,
     reliability_table,
 )
-from monai_cxrcml.report.__main__ import main
+from monai_cxrcml.cli.report import main
 from monai_cxrcml.report.plots import GROUP_COLOURS, POOLED
 
 CLASSES = ["Common A", "Common B", "Medium C", "Rare D", "Rare E", "Absent F"]

@@ -22,6 +22,7 @@ from test_films import (
 )
 
 from monai_cxrcml.data.films import FilmReadError
+from monai_cxrcml.networks import get_tokenizer
 from monai_cxrcml.transforms import (
     CHEXZERO_MEAN,
     CHEXZERO_STD,
@@ -119,7 +120,7 @@ def test_eval_pipeline_is_deterministic_and_train_pipeline_augments(tmp_path):
 
 
 def test_tokenized_single_list_pickled_and_truncation_warning(caplog):
-    tokenize = Tokenized("caption", "ViT-B-32")
+    tokenize = Tokenized("caption", get_tokenizer("ViT-B-32"))
     out = tokenize({"caption": "pleural effusion is present"})
     text = out["text"]
     assert text.dtype == torch.int64 and text.shape == (77,)
@@ -141,7 +142,7 @@ def test_full_pipeline_rebuilds_caption_and_tokenises(tmp_path):
         train=False,
         image_size=SIZE,
         normalization="chexzero",
-        tokenizer_model="ViT-B-32",
+        tokenizer=get_tokenizer("ViT-B-32"),
         caption={"class_names": ["Atelectasis", "Cardiomegaly", "Edema"]},
     )
     out = pipeline(item)
@@ -183,8 +184,8 @@ def test_every_bad_film_is_skipped_and_counted_by_the_trainer(tmp_path, caplog):
     good = [{"image": str(write_pil(tmp_path / f"good{i}.png", asymmetric_film(), "L")),
              "label": np.array([1, 0], np.float32)} for i in range(4)]
     data = [{**item, "sample_id": i} for i, item in enumerate(good[:2] + bad + good[2:])]
-    transform = chest_film_transforms(train=True, image_size=64, on_error="skip", tokenizer_model="cxrcml-tiny",
-                                      caption={"class_names": ["Edema", "Mass"]})
+    transform = chest_film_transforms(train=True, image_size=64, on_error="skip",
+                                      tokenizer=get_tokenizer("cxrcml-tiny"), caption={"class_names": ["Edema", "Mass"]})
     loader = DataLoader(Dataset(data, transform), batch_size=4, collate_fn=skip_unreadable_collate)
     model = create_clip("cxrcml-tiny")
     trainer = CXRCMLTrainer(device="cpu", max_epochs=2, train_data_loader=loader, network=model,

@@ -9,14 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from monai_cxrcml.calibration import calibrate
-from monai_cxrcml.cli.options import (
-    add_fold_options,
-    add_model_options,
-    fold_kwargs,
-    model_kwargs,
-    parse_classes,
-    parse_prompts,
-)
+from monai_cxrcml.cli.options import add_fold_options, add_model_options, fold_kwargs, model_kwargs
+from monai_cxrcml.data.classes import class_selection
+from monai_cxrcml.networks import read_prompts
 from monai_cxrcml.networks import CheckpointError
 from monai_cxrcml.protocols import PROTOCOLS
 
@@ -56,9 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = model_kwargs(args)
         calibration = calibrate(
-            model.pop("model"), **fold_kwargs(args), class_names=parse_classes(args.classes), part=args.part,
+            model.pop("model"), **fold_kwargs(args), class_names=class_selection(args.classes), part=args.part,
             per_class=args.per_class, bias=args.bias, n_bins=args.bins, min_count=args.min_count,
-            protocol=args.protocol, prompts=parse_prompts(args.prompts), batch_size=args.batch_size,
+            protocol=args.protocol, prompts=read_prompts(args.prompts), batch_size=args.batch_size,
             num_workers=args.num_workers, device=args.device, output=args.output, **model,
         )
     except (ValueError, OSError, CheckpointError) as err:

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from monai_cxrcml.cli.options import parse_classes
+from monai_cxrcml.data.classes import class_selection
 from monai_cxrcml.export import export_checkpoint
 from monai_cxrcml.networks import CheckpointError
 from monai_cxrcml.protocols import PROTOCOLS
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         bundle = export_checkpoint(args.checkpoint, args.output, args.model_name, args.image_size,
-                                   args.normalization, parse_classes(args.classes), args.protocol,
+                                   args.normalization, class_selection(args.classes), args.protocol,
                                    args.allow_torchscript)
     except (ValueError, OSError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from monai_cxrcml.networks import PROMPT_PRESETS, PromptSet
+from monai_cxrcml.data.classes import class_selection
+from monai_cxrcml.networks import PROMPT_PRESETS, read_prompts
 from monai_cxrcml.protocols import PROTOCOLS
 
 __all__ = [
@@ -20,36 +16,8 @@ __all__ = [
     "add_scoring_options",
     "fold_kwargs",
     "model_kwargs",
-    "parse_classes",
-    "parse_prompts",
     "scoring_kwargs",
 ]
-
-
-def parse_classes(values: Sequence[str] | None) -> str | list[str] | None:
-    """``--classes`` values: one vocabulary name (``cxrlt2024``, ``chexpert``) or class names, in column order."""
-    if values is None:
-        return None
-    values = list(values)
-    return values[0] if len(values) == 1 and values[0] in ("cxrlt2024", "chexpert") else values
-
-
-def parse_prompts(value: str | None) -> str | dict | None:
-    """``--prompts``: a preset name, or a JSON/YAML file holding a PromptSet mapping.
-
-    A file holds ``{"positive": [...], "negative": [...], "overrides": {class: [[positives], [negatives]]}}``.
-    """
-    if value is None or value in PROMPT_PRESETS:
-        return value
-    path = Path(value)
-    if not path.is_file():
-        raise ValueError(f"--prompts {value!r}: not a preset ({', '.join(PROMPT_PRESETS)}) and not a file.")
-    text = path.read_text()
-    mapping = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    if not isinstance(mapping, Mapping):
-        raise ValueError(f"{path}: a prompt file holds a mapping with 'positive', 'negative' and 'overrides'.")
-    PromptSet.create(mapping)  # fail here, naming the file, rather than after the model is built
-    return dict(mapping)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +52,8 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def scoring_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for the scoring options (``class_names``, ``protocol``, ``prompts``, ...)."""
-    return {"class_names": parse_classes(args.classes), "protocol": args.protocol,
-            "prompts": parse_prompts(args.prompts), "precision": args.precision, "calibration": args.calibration}
+    return {"class_names": class_selection(args.classes), "protocol": args.protocol,
+            "prompts": read_prompts(args.prompts), "precision": args.precision, "calibration": args.calibration}
 
 
 def add_fold_options(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "CXRLT2024_TRAIN_SIZE",
     "CXRLT2024_UNSEEN_CLASSES",
     "CHEXPERT_CLASSES",
+    "class_selection",
     "finding_phrase",
     "resolve_class_names",
 ]
@@ -107,3 +108,16 @@ def resolve_class_names(class_names: Sequence[str] | str | None, available: Sequ
                 "Check the spelling (names are case-sensitive, e.g. 'Round(ed) Atelectasis')."
             )
     return names
+
+
+def class_selection(values: Sequence[str] | str | None) -> str | list[str] | None:
+    """A class selection written as text: one vocabulary name (``cxrlt2024``, ``chexpert``) or class names.
+
+    ``values`` is a list of names (a command line's ``--classes``) or one comma-separated string (a MONAI Label
+    ``--conf``); None stays None (the model's own classes).
+    """
+    if values is None:
+        return None
+    names = [n.strip() for n in values.split(",")] if isinstance(values, str) else [str(n) for n in values]
+    names = [n for n in names if n]
+    return names[0] if len(names) == 1 and names[0] in ("cxrlt2024", "chexpert") else names

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from monai_cxrcml.networks import unwrap_parallel
+
 __all__ = ["Embeddings", "encode_images"]
 
 
@@ -49,7 +51,7 @@ def encode_images(
     device, amp
         Where to run, and bf16 autocast on CUDA.
     """
-    model = model.module if hasattr(model, "module") else model
+    model = unwrap_parallel(model)
     encode = model.encode_image if hasattr(model, "encode_image") else model
     was_training = model.training
     model.eval()

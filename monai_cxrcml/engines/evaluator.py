@@ -16,7 +16,7 @@ from monai.transforms import Transform
 from monai.utils import ForwardMode
 from torch.utils.data import DataLoader
 
-from monai_cxrcml.networks import PromptSet, ZeroShotClassifier
+from monai_cxrcml.networks import PromptSet, ZeroShotClassifier, unwrap_parallel
 
 __all__ = ["ZeroShotEvaluator"]
 
@@ -86,7 +86,7 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         if (classifier is None) == (clip_model is None or tokenizer is None):
             raise ValueError("ZeroShotEvaluator scores either a CLIP (clip_model and tokenizer) or a ready classifier.")
         if classifier is None:
-            clip_model = clip_model.module if hasattr(clip_model, "module") else clip_model
+            clip_model = unwrap_parallel(clip_model)
             classifier = ZeroShotClassifier.from_clip(clip_model, tokenizer, class_names, prompts, scale)
         super().__init__(
             device=device,

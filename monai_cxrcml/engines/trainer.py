@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from monai_cxrcml.data.sampler import ClusterBalancedSampler
 from monai_cxrcml.distributed import all_gather_rows, all_reduce_max, gather_counts, get_world_size
 from monai_cxrcml.losses import CXRCMLLoss
+from monai_cxrcml.networks import unwrap_parallel
 
 __all__ = ["CXRCMLTrainer", "prepare_clip_batch", "NONFINITE_POLICIES"]
 
@@ -208,7 +209,7 @@ class CXRCMLTrainer(SupervisedTrainer):
         # the optimizer can skip a step on a device flag (fused Adam/AdamW/SGD; GradScaler's protocol)
         self.guard_on_device = self.scaler is None and bool(getattr(optimizer, "_step_supports_amp_scaling", False))
         self._unchecked: list[_GuardedStep] = []
-        self.logger = logging.getLogger("monai_cxrcml")
+        self.logger = logging.getLogger(__name__)
         self.state.skipped_steps = 0
         self.state.skipped_films = 0
         self._skipped_films_logged = 0
@@ -279,7 +280,7 @@ class CXRCMLTrainer(SupervisedTrainer):
             engine.optimizer.step()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         with torch.no_grad():
-            _unwrap(model).logit_scale.clamp_(0, math.log(100))
+            unwrap_parallel(model).logit_scale.clamp_(0, math.log(100))
         return engine.state.output
 
     def _guarded_step(self, engine: CXRCMLTrainer, loss: torch.Tensor, sample_ids: torch.Tensor) -> None:
@@ -396,7 +397,3 @@ def _lookup(state: Any, sample_ids: torch.Tensor) -> tuple[torch.Tensor | None, 
         return None, None
     responsibilities = getattr(state, "responsibilities", None)
     return labels[sample_ids], None if responsibilities is None else responsibilities[sample_ids]
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model

@@ -27,7 +27,7 @@ from monai_cxrcml.transforms import skip_unreadable_collate
 
 __all__ = ["evaluate"]
 
-logger = logging.getLogger("monai_cxrcml")
+logger = logging.getLogger(__name__)
 
 
 def evaluate(

@@ -160,14 +160,14 @@ def probe_run(files: Sequence[str], settings: Mapping[str, Any]) -> dict:
 
     from monai_cxrcml.engines import encode_images
     from monai_cxrcml.metrics import linear_probe_report
-    from monai_cxrcml.networks import load_clip_checkpoint
+    from monai_cxrcml.networks import load_clip_checkpoint, unwrap_parallel
 
     workflow = ConfigWorkflow(config_file=list(files), workflow_type=None, **{**settings, "num_workers": 0})
     workflow.initialize()
     parse = workflow.parser.get_parsed_content
     out = Path(settings["output_dir"])
     data, network, device = parse("data"), parse("network"), parse("device")
-    load_clip_checkpoint(network.module if hasattr(network, "module") else network, out / "models" / "model.pt")
+    load_clip_checkpoint(unwrap_parallel(network), out / "models" / "model.pt")
     transform = parse("validate#preprocessing")  # deterministic: no augmentation
     collate = parse("test#dataloader").collate_fn
     train, test = (

@@ -21,9 +21,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from monai_cxrcml.metrics import SUMMARY_MEANS
+
 __all__ = ["METRICS", "collect_runs", "compare", "holm", "paired_test", "run_metrics", "summarise"]
 
-METRICS = ("macro_auc", "base_auc", "rare_auc", "macro_ap")
+METRICS = tuple(key for key, _, _ in SUMMARY_MEANS)
+"""The summary means of a run's ``metrics.json`` (:data:`monai_cxrcml.metrics.SUMMARY_MEANS`)."""
 _RUN = re.compile(r"fold(\d+)-seed(\d+)$")
 
 

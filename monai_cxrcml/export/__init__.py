@@ -21,7 +21,7 @@ from monai_cxrcml.protocols import ScoringProtocol
 
 __all__ = ["export_checkpoint"]
 
-logger = logging.getLogger("monai_cxrcml")
+logger = logging.getLogger(__name__)
 
 _OPENAI_VIT_B32 = "ViT-B-32-quickgelu"
 _VIT_B32 = {"embed_dim": 512, "vision_width": 768, "vision_layers": 12, "patch_size": 32, "image_size": 224,

@@ -6,7 +6,7 @@ from .mixture import StudentTMixtureHandler, cluster_purity
 from .multilabel_auc import MultiLabelAUC
 from .prediction_writer import PredictionWriter
 from .report_writer import MetricsReportWriter
-from .resume import BestModelTracking, latest_checkpoint, resume_training
+from .resume import BestModelTracking, checkpoint_epoch, latest_checkpoint, resume_training
 from .submission_writer import SubmissionWriter
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "PredictionWriter",
     "StudentTMixtureHandler",
     "SubmissionWriter",
+    "checkpoint_epoch",
     "cluster_purity",
     "latest_checkpoint",
     "lr_schedule_handler",

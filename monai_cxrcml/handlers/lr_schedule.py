@@ -23,6 +23,8 @@ from monai.optimizers import WarmupCosineSchedule
 
 __all__ = ["lr_schedule_handler", "LR_SCHEDULES"]
 
+logger = logging.getLogger(__name__)
+
 LR_SCHEDULES = ("plateau", "warmup_cosine")
 
 
@@ -75,7 +77,7 @@ def lr_schedule_handler(
                              f"{total_steps}.")
         cap = int(max_warmup_fraction * total_steps)
         if warmup_steps > cap:
-            logging.getLogger("monai_cxrcml").info(
+            logger.info(
                 "warm-up of %d iterations capped at %d, a %.0f%% share of this %d-iteration run", warmup_steps, cap,
                 100 * max_warmup_fraction, total_steps)
             warmup_steps = cap

@@ -83,7 +83,7 @@ class PredictionWriter:
         mask_key: str = "label_mask",
         features_key: str = "image_features",
         id_keys: Sequence[str] = ("dicom_id", "subject_id"),
-        logger_name: str = "monai_cxrcml",
+        logger_name: str = __name__,
     ) -> None:
         self.output_path = Path(output_dir) / filename
         self.class_names = tuple(str(c) for c in class_names)

@@ -39,7 +39,7 @@ class MetricsReportWriter:
         output_dir: str | Path,
         metric_name: str = "macro_auc",
         title: str = "Zero-shot AUC",
-        logger_name: str = "monai_cxrcml",
+        logger_name: str = __name__,
         protocol: Mapping[str, Any] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)

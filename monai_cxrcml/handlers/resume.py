@@ -28,9 +28,9 @@ from ignite.handlers import Checkpoint
 
 from monai_cxrcml.networks.checkpoint import read_checkpoint
 
-__all__ = ["BestModelTracking", "latest_checkpoint", "resume_training"]
+__all__ = ["BestModelTracking", "checkpoint_epoch", "latest_checkpoint", "resume_training"]
 
-logger = logging.getLogger("monai_cxrcml")
+logger = logging.getLogger(__name__)
 
 
 class BestModelTracking:
@@ -54,11 +54,16 @@ class BestModelTracking:
             self.saver.load_state_dict(dict(state))
 
 
+def checkpoint_epoch(path: str | os.PathLike, prefix: str = "last") -> int | None:
+    """The epoch ``e`` of a ``{prefix}_checkpoint_epoch=<e>.pt`` file name (MONAI's CheckpointSaver), or None."""
+    match = re.fullmatch(rf"{re.escape(prefix)}_checkpoint_epoch=(\d+)\.pt", Path(path).name)
+    return None if match is None else int(match.group(1))
+
+
 def latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "last") -> Path | None:
     """The ``{prefix}_checkpoint_epoch=<e>.pt`` of ``ckpt_dir`` with the highest ``e``, or None."""
-    pattern = re.compile(rf"{re.escape(prefix)}_checkpoint_epoch=(\d+)\.pt$")
-    found = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob(f"{prefix}_checkpoint_epoch=*.pt")
-             if (m := pattern.match(p.name))]
+    found = [(epoch, p) for p in Path(ckpt_dir).glob(f"{prefix}_checkpoint_epoch=*.pt")
+             if (epoch := checkpoint_epoch(p, prefix)) is not None]
     return max(found)[1] if found else None
 
 

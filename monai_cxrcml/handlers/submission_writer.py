@@ -99,7 +99,7 @@ class SubmissionWriter:
         self.study_key = study_key
         self.keep_unreadable_rows = keep_unreadable_rows
         self.protocol = None if protocol is None else dict(protocol)
-        self.logger = logging.getLogger("monai_cxrcml")
+        self.logger = logging.getLogger(__name__)
         self.submission: pd.DataFrame | None = None
         self.unreadable: pd.DataFrame | None = None
 

@@ -40,7 +40,7 @@ __all__ = [
     "submission_class_names",
 ]
 
-logger = logging.getLogger("monai_cxrcml")
+logger = logging.getLogger(__name__)
 
 
 class NoReadableFilmError(RuntimeError):

@@ -2,11 +2,12 @@
 
 from .calibration_error import calibration_summary, classwise_ece, expected_calibration_error, reliability_bins
 from .linear_probe import linear_probe_report, linear_probe_scores
-from .multilabel import MultiLabelReport, bootstrap_auc, multilabel_report
+from .multilabel import SUMMARY_MEANS, MultiLabelReport, bootstrap_auc, multilabel_report
 from .temperature import CALIBRATION_FORMAT, Calibration, apply_calibration, fit_calibration
 
 __all__ = [
     "CALIBRATION_FORMAT",
+    "SUMMARY_MEANS",
     "Calibration",
     "MultiLabelReport",
     "apply_calibration",

@@ -25,7 +25,17 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["MultiLabelReport", "multilabel_report", "bootstrap_auc"]
+__all__ = ["SUMMARY_MEANS", "MultiLabelReport", "bootstrap_auc", "multilabel_report"]
+
+SUMMARY_MEANS: tuple[tuple[str, str, str | None], ...] = (
+    ("macro_auc", "AUC, all classes", None),
+    ("base_auc", "AUC, base classes (>= 1000 training images)", "base"),
+    ("rare_auc", "AUC, rare classes (< 1000 training images)", "rare"),
+    ("common_auc", "AUC, common classes (> 10000)", "common"),
+    ("medium_auc", "AUC, medium classes (1000-10000)", "medium"),
+    ("macro_ap", "mean average precision (CXR-LT leaderboard)", None),
+)
+"""The summary means of a report: (``metrics.json`` key, label, the ``per_class`` group it averages over, if any)."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ import monai
 import numpy as np
 import torch
 
+from monai_cxrcml.metrics import SUMMARY_MEANS
 from monai_cxrcml.protocols import ScoringProtocol, get_protocol
 from monai_cxrcml.transforms.intensity import normalized_range
 
@@ -48,8 +49,6 @@ REFERENCES = (
 
 _PACKAGES = ("monai-cxrcml", "open_clip_torch", "pytorch-ignite", "scikit-learn", "pandas", "nibabel", "pydicom",
              "fire", "tensorboard")
-_SUMMARY = (("macro_auc", "all classes"), ("base_auc", "base (>= 1000 training images)"),
-            ("rare_auc", "rare (< 1000)"), ("macro_ap", "mean average precision"))
 
 
 def package_version(package: str) -> str:
@@ -107,7 +106,7 @@ def bundle_metadata(
         "image_classes": f"grayscale chest radiograph, {protocol.describe()}",
         "label_classes": f"{len(classes)} binary findings: {', '.join(classes)}",
         "pred_classes": f"probability of each of the {len(classes)} findings",
-        "eval_metrics": {key: metrics[key] for key, _ in _SUMMARY if metrics and _finite(metrics.get(key))},
+        "eval_metrics": {key: metrics[key] for key, _, _ in SUMMARY_MEANS if metrics and _finite(metrics.get(key))},
         "intended_use": "Research only. Not a medical device; not for diagnostic use.",
         "references": list(REFERENCES),
         METADATA_KEY: {
@@ -131,8 +130,8 @@ def bundle_metadata(
 
 
 def _metrics_table(metrics: Mapping[str, Any]) -> list[str]:
-    lines = ["| classes | value | 95% interval |", "| --- | ---: | --- |"]
-    for key, label in _SUMMARY:
+    lines = ["| mean | value | 95% interval |", "| --- | ---: | --- |"]
+    for key, label, _ in SUMMARY_MEANS:
         value = metrics.get(key)
         if not _finite(value):
             continue

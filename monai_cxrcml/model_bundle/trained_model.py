@@ -32,7 +32,7 @@ __all__ = [
     "load_model",
 ]
 
-logger = logging.getLogger("monai_cxrcml")
+logger = logging.getLogger(__name__)
 
 BUNDLE_SUBDIR = "bundle"
 """Folder of a training run's output that holds its model bundle."""

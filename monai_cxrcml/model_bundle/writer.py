@@ -23,7 +23,7 @@ from monai_cxrcml.data.classes import resolve_class_names
 from monai_cxrcml.metrics.temperature import Calibration
 from monai_cxrcml.model_bundle.card import METADATA_KEY, bundle_metadata, model_card, package_version
 from monai_cxrcml.model_bundle.trained_model import CLASSIFIER_FILE, TEXT_TOWER_FILE
-from monai_cxrcml.networks import ZeroShotClassifier, get_tokenizer
+from monai_cxrcml.networks import ZeroShotClassifier, get_tokenizer, unwrap_parallel
 from monai_cxrcml.protocols import ScoringProtocol
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
     "write_model_bundle",
 ]
 
-logger = logging.getLogger("monai_cxrcml")
+logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = os.path.join("models", "calibration.json")
 """Where a bundle keeps its fitted calibration (applied by class name, so it also serves other class lists)."""
@@ -137,7 +137,7 @@ def write_model_bundle(
     root = Path(output_dir)
     for folder in ("configs", "models", "docs"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    clip = clip.module if hasattr(clip, "module") else clip
+    clip = unwrap_parallel(clip)
     classes = resolve_class_names(class_names)
     if calibration is not None:
         calibration.save(root / CALIBRATION_FILE)

@@ -15,8 +15,15 @@ from .checkpoint import (
     read_state_dict,
 )
 from .convnet import ChestConvNet
-from .factory import MODEL_CONFIG_DIR, create_clip, get_tokenizer, list_models, register_model_configs
-from .prompts import NORMALITY_PHRASES, PROMPT_PRESETS, PromptSet, encode_class_prompts, encode_texts
+from .factory import (
+    MODEL_CONFIG_DIR,
+    create_clip,
+    get_tokenizer,
+    list_models,
+    register_model_configs,
+    unwrap_parallel,
+)
+from .prompts import NORMALITY_PHRASES, PROMPT_PRESETS, PromptSet, encode_class_prompts, encode_texts, read_prompts
 from .zero_shot import ZeroShotClassifier
 
 __all__ = [
@@ -36,6 +43,8 @@ __all__ = [
     "list_models",
     "load_clip_checkpoint",
     "read_checkpoint",
+    "read_prompts",
     "read_state_dict",
     "register_model_configs",
+    "unwrap_parallel",
 ]

@@ -20,7 +20,14 @@ import torch
 
 from .checkpoint import load_clip_checkpoint
 
-__all__ = ["MODEL_CONFIG_DIR", "create_clip", "get_tokenizer", "list_models", "register_model_configs"]
+__all__ = [
+    "MODEL_CONFIG_DIR",
+    "create_clip",
+    "get_tokenizer",
+    "list_models",
+    "register_model_configs",
+    "unwrap_parallel",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +194,12 @@ def create_clip(
     elif checkpoint is not None:
         load_clip_checkpoint(model, checkpoint, strict=strict, allow_torchscript=allow_torchscript)
     return model.to(device)
+
+
+def unwrap_parallel(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a ``DataParallel`` / ``DistributedDataParallel`` wrapper (the model itself otherwise)."""
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    return model.module if isinstance(model, parallel) else model
 
 
 def get_tokenizer(model_name: str = "ViT-B-32", context_length: int | None = None):

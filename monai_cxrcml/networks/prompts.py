@@ -8,15 +8,25 @@ uses; ``docs/design.md`` ("Prompts") gives the measurements behind them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from monai_cxrcml.data.classes import finding_phrase
 
-__all__ = ["NORMALITY_PHRASES", "PROMPT_PRESETS", "PromptSet", "encode_class_prompts", "encode_texts"]
+__all__ = [
+    "NORMALITY_PHRASES",
+    "PROMPT_PRESETS",
+    "PromptSet",
+    "encode_class_prompts",
+    "encode_texts",
+    "read_prompts",
+]
 
 NORMALITY_PHRASES: frozenset[str] = frozenset({"normal", "no finding", "no findings"})
 """Class phrases (``finding_phrase``) that deny findings: templates must not negate them; overrides are required."""
@@ -194,6 +204,33 @@ PROMPT_PRESETS: dict[str, PromptSet] = {
     ),
 }
 """Named prompt sets (``docs/design.md``, "Prompts")."""
+
+
+def read_prompts(value: str | None) -> str | dict | None:
+    """A prompt preset name as given, or the PromptSet mapping of a JSON/YAML file (checked); None stays None.
+
+    A file holds ``{"positive": [...], "negative": [...], "overrides": {class: [[positives], [negatives]]}}``.
+
+    Raises
+    ------
+    ValueError
+        For a value that is neither a preset nor a file, or a file that does not hold a valid prompt set (the
+        message names the file).
+    """
+    if value is None or value in PROMPT_PRESETS:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"prompts {value!r}: not a preset ({', '.join(PROMPT_PRESETS)}) and not a file.")
+    text = path.read_text()
+    mapping = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{path}: a prompt file holds a mapping with 'positive', 'negative' and 'overrides'.")
+    try:
+        PromptSet.create(mapping)  # fail here, naming the file, rather than after the model is built
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a valid prompt set ({e}).") from e
+    return dict(mapping)
 
 
 @torch.no_grad()

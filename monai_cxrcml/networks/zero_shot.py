@@ -24,16 +24,10 @@ import torch.nn.functional as F
 
 from monai_cxrcml.data.classes import resolve_class_names
 
-from .factory import create_clip, get_tokenizer
+from .factory import create_clip, get_tokenizer, unwrap_parallel
 from .prompts import PromptSet, encode_class_prompts
 
 __all__ = ["ZeroShotClassifier"]
-
-
-def _unwrap_parallel(model: nn.Module) -> nn.Module:
-    """The CLIP inside a DataParallel / DistributedDataParallel wrapper."""
-    parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    return model.module if isinstance(model, parallel) else model
 
 
 class ZeroShotClassifier(nn.Module):
@@ -100,7 +94,7 @@ class ZeroShotClassifier(nn.Module):
             raise ValueError("checkpoint applies to a model given by name; load it into the model instance first.")
         elif tokenizer is None:
             raise ValueError("pass the tokenizer of the model instance (monai_cxrcml.networks.get_tokenizer(name)).")
-        model = _unwrap_parallel(model)
+        model = unwrap_parallel(model)
         self.class_names: tuple[str, ...] = resolve_class_names(class_names)
         self.prompts = PromptSet.create(prompts)
         self.visual = model.visual
@@ -153,7 +147,7 @@ class ZeroShotClassifier(nn.Module):
         prompts
             New prompt set; default the current one.
         """
-        model = _unwrap_parallel(model)
+        model = unwrap_parallel(model)
         if prompts is not None:
             self.prompts = PromptSet.create(prompts)
         pos, neg = encode_class_prompts(model, tokenizer, self.class_names, self.prompts, device=self.bias.device)

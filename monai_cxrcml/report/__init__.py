@@ -3,8 +3,8 @@
 ``python -m monai_cxrcml.report RUN_DIR`` (see ``__main__``) or :func:`make_report` from Python.
 """
 
-from .artifacts import Predictions, latest_checkpoint, load_metrics, load_mixture, load_predictions
-from .build import PLOT_FILES, ReportResult, default_classes, make_report
+from .artifacts import Predictions, load_metrics, load_mixture, load_predictions
+from .build import PLOT_FILES, default_classes, make_report
 from .plots import (
     plot_auc_bars,
     plot_reliability,
@@ -13,11 +13,12 @@ from .plots import (
     reliability_table,
     roc_table,
 )
+from .result import ReportResult
 from .summary import Document, summary_document, write_summary
 
 __all__ = [
     "Document", "PLOT_FILES", "Predictions", "ReportResult",
-    "default_classes", "latest_checkpoint", "load_metrics", "load_mixture",
+    "default_classes", "load_metrics", "load_mixture",
     "load_predictions", "make_report", "plot_auc_bars", "plot_reliability", "plot_roc_curves", "plot_tsne",
     "reliability_table", "roc_table", "summary_document", "write_summary",
 ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +25,15 @@ import pandas as pd
 import torch
 
 from monai_cxrcml.handlers.prediction_writer import PREDICTIONS_FILE
+from monai_cxrcml.handlers.resume import checkpoint_epoch, latest_checkpoint
 from monai_cxrcml.mixture import GaussianMixture, StudentTMixture
 
 __all__ = [
     "METRICS_FILE", "Predictions", "MixtureCheckpoint",
-    "load_metrics", "load_predictions", "latest_checkpoint", "load_mixture",
+    "load_metrics", "load_predictions", "load_mixture",
 ]
 
 METRICS_FILE = "metrics.json"
-_CHECKPOINT = re.compile(r"^last_checkpoint_epoch=(\d+)\.pt$")
 _PER_CLASS_COLUMNS = ("auc", "ap", "n_pos", "n_neg", "group", "prevalence_group", "ci_low", "ci_high")
 
 
@@ -157,17 +156,6 @@ def load_predictions(run_dir: str | Path) -> Predictions | None:
     )
 
 
-def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
-    """The ``models/last_checkpoint_epoch=N.pt`` with the largest N, and N; None when there is none."""
-    models = Path(run_dir) / "models"
-    names = [(_CHECKPOINT.match(p.name), p) for p in models.glob("last_checkpoint_epoch=*.pt")]
-    found = [(int(match.group(1)), p) for match, p in names if match]
-    if not found:
-        return None
-    epoch, path = max(found)
-    return path, epoch
-
-
 @dataclass
 class MixtureCheckpoint:
     """The mixture of a resumable checkpoint, rebuilt for prediction.
@@ -196,10 +184,10 @@ def load_mixture(run_dir: str | Path) -> MixtureCheckpoint | None:
     The checkpoints are read with ``torch.load(weights_only=True, mmap=True)``: only the tensors looked at are
     read from disk. ``covariance_type`` and the degrees of freedom come from the saved state.
     """
-    found = latest_checkpoint(run_dir)
+    found = latest_checkpoint(Path(run_dir) / "models")
     if found is None:
         return None
-    path, epoch = found
+    path, epoch = found, checkpoint_epoch(found)
     checkpoint = _load(path)
     handler_state = checkpoint.get("mixture")
     if not isinstance(handler_state, dict) or "mixture" not in handler_state:

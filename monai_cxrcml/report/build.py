@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +29,10 @@ from monai_cxrcml.data.classes import resolve_class_names
 
 from . import plots
 from .artifacts import MixtureCheckpoint, Predictions, load_metrics, load_mixture, load_predictions
+from .result import ReportResult
 from .summary import FORMATS, write_summary
 
-__all__ = ["ReportResult", "make_report", "default_classes", "PLOT_FILES"]
+__all__ = ["PLOT_FILES", "default_classes", "make_report"]
 
 PLOT_FILES = {
     "auc_bars": "auc_per_class.png",
@@ -42,58 +42,13 @@ PLOT_FILES = {
 }
 """File name of each plot in ``RUN_DIR/report``."""
 
-logger = logging.getLogger("monai_cxrcml.report")
+logger = logging.getLogger(__name__)
 
 _HOW_PREDICTIONS = (
     "attach monai_cxrcml.handlers.PredictionWriter to the test evaluator (test#handlers of "
     "bundle/configs/train.yaml) and run the test section again, e.g. `python -m monai.bundle run evaluating "
     "--config_file \"['bundle/configs/train.yaml','bundle/configs/evaluate.yaml']\" --output_dir RUN_DIR`"
 )
-
-
-@dataclass
-class ReportResult:
-    """What :func:`make_report` wrote and the data behind it.
-
-    Attributes
-    ----------
-    run_dir, report_dir, summary_path
-        The run folder, ``run_dir/report`` and the summary file in it.
-    plots
-        Plot name (``auc_bars``, ``roc``, ``reliability``, ``tsne``) -> PNG written.
-    data
-        Plot name -> the table the plot function returned.
-    metrics
-        ``metrics.json`` (or None).
-    per_class
-        Per-class table of ``metrics.json`` (or None).
-    classes
-        Classes of the ROC and reliability plots.
-    finding
-        Finding of the t-SNE's second panel (or None).
-    ece
-        ECE of each reliability curve.
-    tsne
-        Facts about the t-SNE (films shown, clusters, mixture checkpoint) for the summary.
-    missing
-        What could not be drawn, why, and how to get it.
-    notes
-        Caveats about what was drawn.
-    """
-
-    run_dir: Path
-    report_dir: Path
-    summary_path: Path | None = None
-    plots: dict[str, Path] = field(default_factory=dict)
-    data: dict[str, pd.DataFrame] = field(default_factory=dict)
-    metrics: dict | None = None
-    per_class: pd.DataFrame | None = None
-    classes: list[str] = field(default_factory=list)
-    finding: str | None = None
-    ece: dict[str, float] = field(default_factory=dict)
-    tsne: dict[str, object] = field(default_factory=dict)
-    missing: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 def default_classes(counts: pd.DataFrame, per_group: int = 3) -> list[str]:

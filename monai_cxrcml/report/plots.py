@@ -40,7 +40,7 @@ POOLED = "all classes (pooled)"
 
 _DPI = 120
 _FINDING_COLOURS = {"positive": "#d62728", "negative": "#b0b0b0", "unknown": "#e8e8e8"}
-logger = logging.getLogger("monai_cxrcml.report")
+logger = logging.getLogger(__name__)
 
 
 def group_colours(groups: Sequence[str]) -> dict[str, str]:

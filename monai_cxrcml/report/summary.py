@@ -14,29 +14,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from monai_cxrcml.metrics import SUMMARY_MEANS
 from monai_cxrcml.protocols import get_protocol
 
 from .plots import POOLED
+from .result import ReportResult
 
-if TYPE_CHECKING:
-    from .build import ReportResult
-
-__all__ = ["FORMATS", "Document", "summary_document", "write_summary", "GROUP_MEANS"]
+__all__ = ["FORMATS", "Document", "summary_document", "write_summary"]
 
 FORMATS = ("md", "html")
-
-GROUP_MEANS = (
-    ("macro_auc", "AUC, all classes", None),
-    ("base_auc", "AUC, base classes (>= 1000 training images)", "base"),
-    ("rare_auc", "AUC, rare classes (< 1000 training images)", "rare"),
-    ("common_auc", "AUC, common classes (> 10000)", "common"),
-    ("medium_auc", "AUC, medium classes (1000-10000)", "medium"),
-    ("macro_ap", "mean average precision (CXR-LT leaderboard)", None),
-)
-"""(metrics.json key, label, group of ``per_class`` it averages over, if any) of the summary's first table."""
-
 
 @dataclass
 class Document:
@@ -154,7 +141,7 @@ def _group_means(doc: Document, result: ReportResult) -> None:
     level = int(round(100 * boot.get("ci_level", 0.95)))
     per_class = result.per_class
     rows = []
-    for key, label, group in GROUP_MEANS:
+    for key, label, group in SUMMARY_MEANS:
         if metrics.get(key) is None:  # absent, or a grouping with no defined class in this run
             continue
         if group is None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import torch
 from monai.transforms import Compose
 
 from monai_cxrcml.data.chexzero_films import CHEXZERO_SIZE
@@ -26,8 +27,7 @@ def chest_film_transforms(
     augment: bool | Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike | None = None,
     on_error: Literal["raise", "skip"] = "raise",
-    tokenizer_model: str | None = None,
-    context_length: int | None = None,
+    tokenizer: Callable[[list[str]], torch.Tensor] | None = None,
     caption: Mapping[str, Any] | None = None,
     *,
     image_key: str = "image",
@@ -61,10 +61,9 @@ def chest_film_transforms(
     on_error
         ``"raise"`` (fail fast) or ``"skip"`` (log and drop unreadable films; use
         :func:`~monai_cxrcml.transforms.io.skip_unreadable_collate` as the DataLoader's ``collate_fn``).
-    tokenizer_model
-        open_clip model name whose tokenizer fills ``text_key``; ``None``: no tokenisation.
-    context_length
-        Token length; ``None``: the model's.
+    tokenizer
+        Texts -> token ids ``[N, L]`` (``monai_cxrcml.networks.get_tokenizer(model_name)``) filling ``text_key``;
+        ``None``: no tokenisation.
     caption
         ``None``: keep the datalist's ``caption``. A mapping: rebuild it from ``label_key`` with
         ``MetaLabelCaptiond(label_key=label_key, caption_key=caption_key, **caption)`` (e.g. ``class_names``,
@@ -99,6 +98,6 @@ def chest_film_transforms(
         transforms.append(ResizeFilmd(image_key, image_size, antialias))
     if caption is not None:
         transforms.append(MetaLabelCaptiond(**{"label_key": label_key, "caption_key": caption_key, **caption}))
-    if tokenizer_model is not None:
-        transforms.append(Tokenized(caption_key, tokenizer_model, text_key, context_length))
+    if tokenizer is not None:
+        transforms.append(Tokenized(caption_key, tokenizer, text_key))
     return Compose(transforms)

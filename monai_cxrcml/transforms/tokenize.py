@@ -1,9 +1,9 @@
-"""Tokenise captions with the configured open_clip model's tokenizer, as a MONAI MapTransform."""
+"""Tokenise captions with a CLIP tokenizer (passed in: ``monai_cxrcml.networks.get_tokenizer(name)``) as a MapTransform."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,21 +18,18 @@ logger = logging.getLogger(__name__)
 class Tokenized(MapTransform):
     """Caption string -> token ids LongTensor ``[L]`` (a list of captions -> ``[N, L]``).
 
-    The tokenizer is built once per transform instance (``monai_cxrcml.networks.factory.get_tokenizer``: open_clip
-    configs and this package's tiny configs, never a download) and travels with the transform to DataLoader workers.
-    A caption that fills the whole context (``L`` tokens, 77 for CLIP) may have been cut short; the first such
-    caption is logged as a warning per transform instance, since the findings at its end are lost.
+    The tokenizer travels with the transform to DataLoader workers. A caption that fills the whole context (``L``
+    tokens, 77 for CLIP) may have been cut short; the first such caption is logged as a warning per transform
+    instance, since the findings at its end are lost.
 
     Parameters
     ----------
     keys
         Caption keys (default ``"caption"``).
-    model_name
-        open_clip model config whose tokenizer to use (``"ViT-B-32"``, ``"cxrcml-tiny"``, ...).
+    tokenizer
+        Texts -> token ids ``[N, L]``, e.g. ``monai_cxrcml.networks.get_tokenizer("ViT-B-32-quickgelu")``.
     output_key
         Key for the token ids (default ``"text"``); one per caption key, or ``None`` to replace the caption.
-    context_length
-        Token sequence length ``L``; ``None`` uses the model's (77 for CLIP).
     allow_missing_keys
         Do not raise when a key is absent.
     """
@@ -40,22 +37,21 @@ class Tokenized(MapTransform):
     def __init__(
         self,
         keys: KeysCollection = "caption",
-        model_name: str = "ViT-B-32",
+        tokenizer: Callable[[list[str]], torch.Tensor] | None = None,
         output_key: str | Sequence[str] | None = "text",
-        context_length: int | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        from monai_cxrcml.networks.factory import get_tokenizer
-
+        if not callable(tokenizer):
+            raise TypeError(f"Tokenized needs a tokenizer callable (texts -> token ids), got {tokenizer!r}: pass "
+                            "monai_cxrcml.networks.get_tokenizer(model_name).")
         if output_key is None:
             self.output_keys = tuple(self.keys)
         else:
             self.output_keys = (output_key,) if isinstance(output_key, str) else tuple(output_key)
         if len(self.output_keys) != len(self.keys):
             raise ValueError(f"Tokenized: {len(self.keys)} keys {self.keys} but output_key={output_key!r}")
-        self.model_name = model_name
-        self.tokenizer = get_tokenizer(model_name, context_length=context_length)
+        self.tokenizer = tokenizer
         self._warned_full = False
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -76,8 +72,8 @@ class Tokenized(MapTransform):
             self._warned_full = True
             full = captions[int((tokens[:, -1] != 0).nonzero()[0, 0])]
             logger.warning(
-                "Tokenized(%s): a caption fills all %d tokens and was probably truncated (later findings lost); "
+                "Tokenized: a caption fills all %d tokens and was probably truncated (later findings lost); "
                 "shorten captions, e.g. by sampling a subset of findings. Caption: %r",
-                self.model_name, tokens.shape[-1], full,
+                tokens.shape[-1], full,
             )
         return tokens

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from monai_cxrcml.cli.options import parse_classes, parse_prompts
+from monai_cxrcml.data.classes import class_selection
 from monai_cxrcml.data.films import FilmReadError
 from monai_cxrcml.model_bundle import create_scorer
-from monai_cxrcml.networks import PromptSet
+from monai_cxrcml.networks import PromptSet, read_prompts
 
 __all__ = ["CONF_DEFAULTS", "FILM_EXTENSIONS", "ZeroShotInferTask", "film_read_error"]
 
@@ -147,10 +147,8 @@ class ZeroShotInferTask(InferTask):
                 "(a training run's output folder or a model bundle), or --conf checkpoint FILE --conf model_name "
                 "<its open_clip config> for a bare checkpoint."
             )
-        names = options["class_names"]
-        options["class_names"] = None if names is None else parse_classes(
-            [n.strip() for n in names.split(",") if n.strip()])
-        options["prompts"] = parse_prompts(options["prompts"])
+        options["class_names"] = class_selection(options["class_names"])
+        options["prompts"] = read_prompts(options["prompts"])
         options["image_size"] = None if options["image_size"] is None else int(options["image_size"])
         return cls(model, **options)
 
