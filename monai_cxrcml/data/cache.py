@@ -1,9 +1,8 @@
 """On-disk preprocessing cache: each film is decoded and resized once, then read back in microseconds.
 
-A 3000x2500 JPEG takes tens of milliseconds to decode and resize; training reads every film once per epoch.
-:class:`FilmCache` stores the resized film (longest side = ``image_size``, before square padding) as one small
-file per film and returns exactly what :func:`~monai_cxrcml.data.films.load_film` returns, up to the storage
-quantisation (``uint16``: 1/65535, ``uint8``: 1/255).
+:class:`FilmCache` stores the resized film (longest side = ``image_size``, before square padding) as one small file
+per film and returns what the film's loader returns, up to the storage quantisation (``uint16``: 1/65535,
+``uint8``: 1/255; ``docs/design.md``, "Film cache").
 
 Layout and validity
     ``cache_dir/<image_size>px-<dtype>-<settings hash>/<k[:2]>/<k[2:]>.film`` where ``k`` hashes the film's absolute

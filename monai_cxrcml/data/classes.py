@@ -68,7 +68,9 @@ def finding_phrase(name: str) -> str:
     return _PHRASE_EXCEPTIONS.get(name, name).strip().lower()
 
 
-def resolve_class_names(class_names: Sequence[str] | str | None, available: Sequence[str] | None = None) -> tuple[str, ...]:
+def resolve_class_names(
+    class_names: Sequence[str] | str | None, available: Sequence[str] | None = None
+) -> tuple[str, ...]:
     """Resolve a class selection to a tuple of names.
 
     Parameters

@@ -1,45 +1,7 @@
-"""Read a chest film (JPEG, PNG, TIFF, DICOM or NIfTI) into a float32 ``[H, W]`` array in ``[0, 1]``, as displayed.
+"""Read a chest film (JPEG, PNG, TIFF, BMP, DICOM or NIfTI) into a float32 ``[H, W]`` array in ``[0, 1]``, as displayed.
 
-Orientation
-    Row 0 is the top of the film and column 0 its left side *as a viewer displays it*: no transposition (unlike
-    MONAI's ``PILReader``, which returns ``(W, H)``). JPEG/PNG/TIFF honour the EXIF orientation tag (every current
-    viewer and browser does; MIMIC-CXR-JPG carries none). DICOM rows/columns are used as stored; MONOCHROME1 films,
-    and MONOCHROME2 films with a Presentation LUT Shape of INVERSE, are inverted once so that bone is bright (a
-    MONOCHROME1 film's INVERSE shape, as the DX IOD requires, names the same inversion). A 2-D NIfTI follows the
-    MONAI/ITK convention for 2-D images (voxel axis 0 = image column, axis 1 = row) and is transposed to ``[rows,
-    cols]``; its affine is not applied.
-
-Intensity (``intensity="auto"``)
-    * 8-bit sources (gray, RGB, RGBA, palette JPEG/PNG): ``value / 255``. Colour is reduced to ITU-R BT.601 luma
-      (``0.299 R + 0.587 G + 0.114 B``); alpha is ignored.
-    * Unsigned integer sources with more than 8 bits (16-bit PNG/TIFF, integer NIfTI): divided by ``2**b - 1``, where
-      ``b`` is the bit depth the file declares (PNG ``sBIT``) or else the smallest even depth >= 8 that holds the
-      film's maximum. 12-bit data stored in a 16-bit PNG (common in DICOM exports) is therefore scaled by 4095, not
-      65535 (which would give a nearly black film), while the absolute grey levels of the film are kept (unlike a
-      per-film min-max stretch).
-    * DICOM: modality LUT (Rescale Slope/Intercept or Modality LUT Sequence), then the first VOI LUT or window
-      (Window Center/Width, LINEAR, LINEAR_EXACT or SIGMOID) scaled by the VOI output range; a DICOM without any VOI
-      is stretched min-max, as viewers do. A broken window (width < 1) falls back to min-max with a warning.
-    * Floating-point sources (float NIfTI/TIFF): kept when already within ``[0, 1]``, otherwise stretched min-max;
-      signed integers with negative values are stretched min-max too. 16-bit colour PNGs are refused (Pillow keeps
-      only their high byte).
-      NaN or infinite values raise :class:`FilmReadError`.
-    * ``intensity="minmax"`` stretches every film to its own minimum and maximum instead.
-    A constant film is valid (a black film is a film); a constant film stretched min-max is all zeros.
-
-Speed
-    With ``size_hint`` (the longest side the caller will resize to) and ``draft=True``, JPEGs are decoded by
-    libjpeg's DCT-domain scaling at 1/2, 1/4 or 1/8 of full size, never below ``size_hint``. For a ~3000x2500
-    film at ``size_hint=224`` this skips the inverse DCT, colour conversion and float conversion of ~90% of the
-    pixels; after the final antialiased resize the result differs from a full decode by about 1/255 on average.
-
-Bad input
-    Every unreadable film raises :class:`FilmReadError` naming the path and what to do: missing file, directory,
-    zero-byte file, unknown format, truncated or corrupt JPEG/PNG (Pillow's ``LOAD_TRUNCATED_IMAGES`` is never
-    set, so a truncated JPEG is detected instead of being filled with grey), DICOM without pixel data or with a
-    compressed transfer syntax whose decoder is not installed, NIfTI with NaN/inf voxels or more than two
-    non-singleton axes, films smaller than ``min_size`` per side, and headers claiming more than ``max_pixels``
-    pixels (decompression-bomb guard, checked before any pixel is decoded).
+:func:`read_film` states the orientation, intensity and bad-input rules; :func:`load_film` adds the resize. DICOM and
+NIfTI are read by :mod:`~monai_cxrcml.data.film_formats`, pixel values scaled by :mod:`~monai_cxrcml.data.film_values`.
 """
 
 from __future__ import annotations
@@ -48,7 +10,6 @@ import math
 import os
 import stat
 import struct
-import warnings
 from typing import Literal
 
 import numpy as np
@@ -56,10 +17,24 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from monai_cxrcml.data.film_formats import read_dicom, read_nifti
+from monai_cxrcml.data.film_values import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIZE,
+    FilmReadError,
+    Intensity,
+    check_film_size,
+    check_finite,
+    luma,
+    minmax,
+    to_unit,
+)
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MIN_SIZE",
     "FilmReadError",
+    "Intensity",
     "check_film_file",
     "decode_raster",
     "film_format",
@@ -68,56 +43,9 @@ __all__ = [
     "resize_longest_side",
 ]
 
-DEFAULT_MAX_PIXELS = 100_000_000
-"""Largest film accepted by default (pixels per frame): 10x the largest MIMIC-CXR film."""
-
-DEFAULT_MIN_SIZE = 16
-"""Smallest accepted width and height by default (pixels)."""
-
-Intensity = Literal["auto", "minmax"]
-
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 _RASTER_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"BM")  # JPEG, PNG, TIFF, BMP
-
-# Which optional package decodes which compressed DICOM transfer syntax (pydicom 2.4 and 3.x plugins).
-_DICOM_DECODER_HINTS = {
-    "1.2.840.10008.1.2.4.50": "pip install pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.51": "pip install pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.57": "pip install pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.70": "pip install pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.80": "pip install pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.81": "pip install pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.90": "pip install pylibjpeg pylibjpeg-openjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.91": "pip install pylibjpeg pylibjpeg-openjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.201": "pip install pylibjpeg pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.202": "pip install pylibjpeg pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.203": "pip install pylibjpeg pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.5": "pip install pylibjpeg pylibjpeg-rle",
-}
-_DICOM_DECODER_DEFAULT_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm)"
-
-
-class FilmReadError(RuntimeError):
-    """A film that cannot be read; the message names the file and says what to do.
-
-    Parameters
-    ----------
-    path
-        The film's path.
-    reason
-        What is wrong and how to fix it.
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot read film '{self.path}': {reason}")
-
-    def __reduce__(self):
-        return type(self), (self.path, self.reason)
-
 
 def check_film_file(path: str | os.PathLike) -> os.stat_result:
     """``os.stat`` of a film file, or :class:`FilmReadError` if it is missing, not a regular file or empty."""
@@ -181,15 +109,58 @@ def read_film(
     ------
     FilmReadError
         For every unreadable or implausible film; the message names the path and the fix.
+
+    Notes
+    -----
+    Orientation
+        Row 0 is the top of the film and column 0 its left side *as a viewer displays it*: no transposition (unlike
+        MONAI's ``PILReader``, which returns ``(W, H)``). JPEG/PNG/TIFF honour the EXIF orientation tag (every current
+        viewer and browser does; MIMIC-CXR-JPG carries none). DICOM rows/columns are used as stored; MONOCHROME1 films,
+        and MONOCHROME2 films with a Presentation LUT Shape of INVERSE, are inverted once so that bone is bright (a
+        MONOCHROME1 film's INVERSE shape, as the DX IOD requires, names the same inversion). A 2-D NIfTI follows the
+        MONAI/ITK convention for 2-D images (voxel axis 0 = image column, axis 1 = row) and is transposed to ``[rows,
+        cols]``; its affine is not applied.
+
+    Intensity (``intensity="auto"``)
+        * 8-bit sources (gray, RGB, RGBA, palette JPEG/PNG): ``value / 255``. Colour is reduced to ITU-R BT.601 luma
+          (``0.299 R + 0.587 G + 0.114 B``); alpha is ignored.
+        * Unsigned integer sources with more than 8 bits (16-bit PNG/TIFF, integer NIfTI): divided by ``2**b - 1``,
+          where ``b`` is the bit depth the file declares (PNG ``sBIT``) or else the smallest even depth >= 8 that holds
+          the film's maximum. 12-bit data stored in a 16-bit PNG (common in DICOM exports) is therefore scaled by
+          4095, not 65535 (which would give a nearly black film), while the absolute grey levels of the film are kept
+          (unlike a per-film min-max stretch).
+        * DICOM: modality LUT (Rescale Slope/Intercept or Modality LUT Sequence), then the first VOI LUT or window
+          (Window Center/Width, LINEAR, LINEAR_EXACT or SIGMOID) scaled by the VOI output range; a DICOM without any VOI
+          is stretched min-max, as viewers do. A broken window (width < 1) falls back to min-max with a warning.
+        * Floating-point sources (float NIfTI/TIFF): kept when already within ``[0, 1]``, otherwise stretched min-max;
+          signed integers with negative values are stretched min-max too. 16-bit colour PNGs are refused (Pillow keeps
+          only their high byte).
+          NaN or infinite values raise :class:`FilmReadError`.
+        * ``intensity="minmax"`` stretches every film to its own minimum and maximum instead.
+        A constant film is valid (a black film is a film); a constant film stretched min-max is all zeros.
+
+    Speed
+        With ``size_hint`` (the longest side the caller will resize to) and ``draft=True``, JPEGs are decoded by
+        libjpeg's DCT-domain scaling at 1/2, 1/4 or 1/8 of full size, never below ``size_hint``. For a ~3000x2500
+        film at ``size_hint=224`` this skips the inverse DCT, colour conversion and float conversion of ~90% of the
+        pixels; after the final antialiased resize the result differs from a full decode by about 1/255 on average.
+
+    Bad input
+        Every unreadable film raises :class:`FilmReadError` naming the path and what to do: missing file, directory,
+        zero-byte file, unknown format, truncated or corrupt JPEG/PNG (Pillow's ``LOAD_TRUNCATED_IMAGES`` is never
+        set, so a truncated JPEG is detected instead of being filled with grey), DICOM without pixel data or with a
+        compressed transfer syntax whose decoder is not installed, NIfTI with NaN/inf voxels or more than two
+        non-singleton axes, films smaller than ``min_size`` per side, and headers claiming more than ``max_pixels``
+        pixels (decompression-bomb guard, checked before any pixel is decoded).
     """
     if intensity not in ("auto", "minmax"):
         raise ValueError(f"intensity={intensity!r}; expected 'auto' or 'minmax'")
     limits = (max_pixels, min_size)
     kind = film_format(path)
     if kind == "dicom":
-        film = _read_dicom(path, intensity, limits)
+        film = read_dicom(path, intensity, limits)
     elif kind == "nifti":
-        film = _read_nifti(path, intensity, limits)
+        film = read_nifti(path, intensity, limits)
     else:
         film = _read_pil(path, size_hint if draft else None, intensity, limits)
     return np.ascontiguousarray(np.clip(film, 0.0, 1.0, out=film), dtype=np.float32)
@@ -275,68 +246,6 @@ def load_film(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# shared helpers
-
-
-def _check_size(path, height: int, width: int, limits: tuple[int, int]) -> None:
-    max_pixels, min_size = limits
-    if height * width > max_pixels:
-        raise FilmReadError(
-            path,
-            f"the header claims {width}x{height} pixels ({height * width / 1e6:.0f} megapixels), more than "
-            f"max_pixels={max_pixels} (decompression-bomb guard); if the film is genuine, raise max_pixels",
-        )
-    if height < min_size or width < min_size:
-        raise FilmReadError(
-            path,
-            f"the film is only {width}x{height} pixels (width x height), smaller than min_size={min_size}; "
-            "this is not a usable chest film, drop it (or lower min_size)",
-        )
-
-
-def _minmax(values: np.ndarray) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return np.zeros(values.shape, np.float32)
-    return ((values - lo) / (hi - lo)).astype(np.float32)
-
-
-def _check_finite(path, values: np.ndarray) -> None:
-    if values.dtype.kind == "f":
-        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-        if bad:
-            raise FilmReadError(
-                path,
-                f"{bad} of {values.size} pixel values are NaN or infinite; fix or mask them when the film is written",
-            )
-
-
-def _to_unit(values: np.ndarray, intensity: Intensity, declared_bits: int | None = None) -> np.ndarray:
-    """Scale gray values to [0, 1] by the rules of the module notes (``values`` already checked finite)."""
-    if intensity == "minmax":
-        return _minmax(values)
-    if values.dtype == np.uint8:
-        return values.astype(np.float32) / np.float32(255)
-    if values.dtype.kind in "ui":
-        vmax = int(values.max())
-        if values.dtype.kind == "u" or int(values.min()) >= 0:
-            bits = max(8, vmax.bit_length())
-            bits += bits % 2
-            if declared_bits is not None and vmax < 2**declared_bits:
-                bits = declared_bits
-            return values.astype(np.float32) / np.float32(2**bits - 1)
-        return _minmax(values)
-    if values.min() >= 0 and values.max() <= 1:
-        return values.astype(np.float32)
-    return _minmax(values)
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma of ``[..., 3+]`` (channels beyond three, e.g. alpha, ignored); float32."""
-    return rgb[..., :3].astype(np.float32) @ _LUMA
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # JPEG / PNG / TIFF / BMP via Pillow
 
 
@@ -406,7 +315,7 @@ def decode_raster(
         raise FilmReadError(path, f"corrupt image header ({e}); copy the file again from its source or drop it")
     width, height = image.size
     try:
-        _check_size(path, height, width, (max_pixels, min_size))
+        check_film_size(path, height, width, (max_pixels, min_size))
         if size_hint is not None and image.format == "JPEG":
             image.draft("L" if image.mode in ("L", "RGB") else None, _draft_request(width, height, size_hint))
         image.load()
@@ -429,10 +338,10 @@ def _read_pil(path, size_hint: int | None, intensity: Intensity, limits: tuple[i
     image = decode_raster(path, size_hint=size_hint, max_pixels=limits[0], min_size=limits[1])
     values, declared_bits = _pil_values(path, image)
     if values.ndim == 3:
-        gray = _luma(values)
-        return _minmax(gray) if intensity == "minmax" else gray / np.float32(255)
-    _check_finite(path, values)
-    return _to_unit(values, intensity, declared_bits)
+        gray = luma(values)
+        return minmax(gray) if intensity == "minmax" else gray / np.float32(255)
+    check_finite(path, values)
+    return to_unit(values, intensity, declared_bits)
 
 
 def _pil_values(path, image: Image.Image) -> tuple[np.ndarray, int | None]:
@@ -461,140 +370,3 @@ def _pil_values(path, image: Image.Image) -> tuple[np.ndarray, int | None]:
     return np.asarray(image.convert("RGB")), None
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# DICOM via pydicom (2.4 and 3.x)
-
-
-def _pydicom():
-    try:
-        import pydicom
-    except ImportError as e:  # pragma: no cover - pydicom is an install requirement
-        raise ImportError("reading DICOM films needs pydicom: pip install pydicom") from e
-    try:
-        from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
-    except ImportError:  # pydicom 2.x
-        from pydicom.pixel_data_handlers.util import apply_color_lut, apply_modality_lut, apply_voi_lut
-
-        pixel_array = None
-    return pydicom, apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
-
-
-def _read_dicom(path, intensity: Intensity, limits: tuple[int, int]) -> np.ndarray:
-    pydicom, apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array = _pydicom()
-    try:
-        ds = pydicom.dcmread(path, force=True)
-    except Exception as e:  # pydicom raises many types on malformed files
-        raise FilmReadError(path, f"not a readable DICOM file ({type(e).__name__}: {e}); re-export it or drop it")
-    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        kind = ds.get("SOPClassUID", None)
-        kind = f" ({kind.name})" if kind is not None else ""
-        raise FilmReadError(
-            path,
-            f"the DICOM file has no pixel data{kind}: it is not an image (e.g. a report or presentation state); "
-            "remove it from the datalist",
-        )
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-    except (AttributeError, TypeError, ValueError):
-        raise FilmReadError(path, "the DICOM file has pixel data but no valid Rows/Columns; re-export it")
-    _check_size(path, rows, cols, limits)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        warnings.warn(f"{path}: DICOM has {frames} frames; reading frame 0 only", stacklevel=3)
-    try:
-        if pixel_array is not None:
-            values = pixel_array(ds, index=0 if frames > 1 else None, as_rgb=False)
-        else:
-            values = ds.pixel_array[0] if frames > 1 else ds.pixel_array
-    except Exception as e:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        if syntax is not None and syntax.is_compressed:
-            hint = _DICOM_DECODER_HINTS.get(str(syntax), _DICOM_DECODER_DEFAULT_HINT)
-            raise FilmReadError(
-                path,
-                f"cannot decode its compressed pixel data ({syntax.name}): {type(e).__name__}: {e}. "
-                f"Install a decoder: {hint}",
-            )
-        raise FilmReadError(path, f"cannot decode its pixel data ({type(e).__name__}: {e}); re-export it")
-    values = np.asarray(values)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric == "PALETTE COLOR" or values.ndim == 3:
-        if photometric == "PALETTE COLOR":
-            values = apply_color_lut(values, ds)
-            full_scale = np.iinfo(values.dtype).max
-        else:
-            full_scale = 2 ** int(ds.get("BitsStored", 8 * values.dtype.itemsize)) - 1
-        # YBR: channel 0 is the luma itself (pixel_array is asked for no colour conversion).
-        gray = values[..., 0].astype(np.float32) if photometric.startswith("YBR") else _luma(values)
-        return _minmax(gray) if intensity == "minmax" else gray / np.float32(full_scale)
-    if values.ndim != 2:
-        raise FilmReadError(path, f"unexpected DICOM pixel array shape {values.shape}; re-export it as 2-D")
-    _check_finite(path, values)
-    film = _dicom_gray_to_unit(path, ds, values, apply_modality_lut, apply_voi_lut, intensity)
-    # MONOCHROME1 is inverted once. Its Presentation LUT Shape INVERSE (which the DX IOD requires for MONOCHROME1)
-    # names that same inversion, not a second one; INVERSE inverts a MONOCHROME2 film.
-    inverse = ds.get("PresentationLUTShape", "") == "INVERSE"
-    if photometric == "MONOCHROME1" or inverse:
-        film = 1.0 - film
-    return film
-
-
-def _dicom_gray_to_unit(path, ds, values, apply_modality_lut, apply_voi_lut, intensity: Intensity) -> np.ndarray:
-    """Modality LUT, then VOI LUT or window scaled by its output range, else min-max; float32 [0, 1]."""
-    values = apply_modality_lut(values, ds)
-    _check_finite(path, values)
-    has_lut = bool(ds.get("VOILUTSequence")) and all(
-        ds.VOILUTSequence[0].get(k) is not None for k in ("LUTDescriptor", "LUTData")
-    )
-    has_window = ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
-    if intensity == "minmax" or not (has_lut or has_window):
-        return _minmax(values)
-    try:
-        if has_lut:
-            first, count = int(ds.VOILUTSequence[0].LUTDescriptor[1]), int(ds.VOILUTSequence[0].LUTDescriptor[0])
-            probe = np.arange(first, first + (count or 2**16), dtype=np.int64)
-            if values.dtype.kind == "f":
-                values = np.rint(values).astype(np.int64)
-        else:
-            probe = np.array([-1e15, 1e15])
-        with np.errstate(over="ignore"):
-            out_range = apply_voi_lut(probe, ds, prefer_lut=True)
-        lo, hi = float(out_range.min()), float(out_range.max())
-        windowed = apply_voi_lut(values, ds, prefer_lut=True)
-    except (ValueError, NotImplementedError, IndexError, KeyError, AttributeError) as e:
-        warnings.warn(f"{path}: invalid VOI LUT or window ({e}); stretching the film min-max instead", stacklevel=4)
-        return _minmax(values)
-    if hi <= lo:
-        return np.zeros(values.shape, np.float32)
-    return ((windowed - lo) / (hi - lo)).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# NIfTI via nibabel
-
-
-def _read_nifti(path, intensity: Intensity, limits: tuple[int, int]) -> np.ndarray:
-    try:
-        import nibabel as nib
-    except ImportError as e:  # pragma: no cover - nibabel is an install requirement
-        raise ImportError("reading NIfTI films needs nibabel: pip install nibabel") from e
-    try:
-        image = nib.load(os.fspath(path))
-        shape = tuple(int(s) for s in image.shape)
-    except Exception as e:  # nibabel raises many types on malformed files
-        raise FilmReadError(path, f"not a readable NIfTI file ({type(e).__name__}: {e}); re-export it or drop it")
-    spatial = tuple(s for s in shape if s != 1)
-    if len(spatial) != 2 or len(shape) < 2 or any(s != 1 for s in shape[2:]):
-        raise FilmReadError(
-            path,
-            f"NIfTI shape {shape} is not a 2-D film (expected (columns, rows) with only singleton axes after "
-            "them); save one 2-D image per file",
-        )
-    cols, rows = shape[0], shape[1]
-    _check_size(path, rows, cols, limits)
-    try:
-        values = np.asanyarray(image.dataobj).reshape(cols, rows)
-    except Exception as e:
-        raise FilmReadError(path, f"truncated or corrupt NIfTI data ({type(e).__name__}: {e}); re-export it")
-    _check_finite(path, values)
-    return _to_unit(np.ascontiguousarray(values.T), intensity)

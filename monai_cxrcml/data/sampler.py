@@ -5,8 +5,8 @@ drawn at random, most anchors have no positive in the batch and contribute nothi
 seldom drawn at all. This sampler is pytorch-metric-learning's ``MPerClassSampler`` over the mixture's current
 pseudo-labels: each batch takes ``batch_size // m`` distinct clusters, uniformly, and ``m`` films from each
 (with replacement when a cluster is smaller than ``m``; with fewer clusters than that, the batch is split evenly
-over all of them), so the index stream lines up with the DataLoader's batches. The labels are read anew at the start of every epoch;
-before the first mixture fit (no labels yet) it yields a plain random permutation.
+over all of them), so the index stream lines up with the DataLoader's batches. The labels are read anew at the start
+of every epoch; before the first mixture fit (no labels yet) it yields a plain random permutation.
 """
 
 from __future__ import annotations

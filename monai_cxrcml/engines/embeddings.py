@@ -68,9 +68,9 @@ def encode_images(
             for name, key in keys.items():
                 if key in batch:
                     value = batch[key]
-                    columns[name].append(
-                        [str(v) for v in value] if name.endswith("ids") else torch.as_tensor(value).float().cpu().numpy()
-                    )
+                    ids = name.endswith("ids")
+                    columns[name].append([str(v) for v in value] if ids
+                                         else torch.as_tensor(value).float().cpu().numpy())
     finally:
         model.train(was_training)
     if not columns["features"]:

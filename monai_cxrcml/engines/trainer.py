@@ -1,23 +1,8 @@
-"""The CXR-CML training engine: a MONAI ``SupervisedTrainer`` for image + caption batches.
+"""The CXR-CML training engine: a MONAI ``SupervisedTrainer`` for image + caption batches, L = L_c + w L_m.
 
-Hot path
-    An iteration queues its work on the device and waits for nothing, given a fused optimizer (``torch.optim.AdamW(
-    ..., fused=True)``, which accepts an on-device "skip this step" flag) and no float16 loss scaling: the non-finite
-    loss guard is a flag on the device that the optimizer reads (the step, its moments and its step count are left
-    untouched when it is set), and the host reads the flags of the last ``nonfinite_check_interval`` iterations in one
-    go (and at the end of every epoch) to raise or count. With any other optimizer the guard reads the loss on the
-    host every iteration (one synchronisation per step), the only way to keep that optimizer off a NaN loss.
-    Batches of MONAI ``MetaTensor`` are turned into plain tensors before the model sees them (a ``MetaTensor`` adds
-    Python work to every operation of the forward and backward pass).
-Distributed (torchrun + DDP)
-    With a process group of more than one rank, each iteration gathers the image and text embeddings and sample ids
-    of every rank (in rank order, with gradients) and computes the loss on that global batch: the contrastive term
-    sees every pair of the global batch and the triplet term mines over it, so the loss and, after DDP's gradient
-    averaging, the gradient are those of one process with the global batch. Every rank computes the same loss;
-    handlers see the global batch (the mixture handler's memory bank stays identical on every rank). The contrastive
-    loss must not gather again (no ``rank``/``world_size`` on :class:`~monai_cxrcml.losses.CXRCMLLoss`), the network
-    must be wrapped in ``DistributedDataParallel`` and the loader must shard the data (a ``DistributedSampler``); the
-    trainer refuses other set-ups with a message.
+An iteration waits for nothing on the device (the non-finite loss guard is a device flag read by a fused
+optimizer), and under torchrun the loss is computed on the gathered global batch; ``docs/design.md`` ("The training
+step") says why and what it requires.
 """
 
 from __future__ import annotations

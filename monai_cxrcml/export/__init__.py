@@ -15,8 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from monai_cxrcml.model_bundle import file_fingerprint, load_model, write_model_bundle
-from monai_cxrcml.networks import create_clip, is_openai_layout, read_state_dict
-from monai_cxrcml.networks.checkpoint import checkpoint_architecture
+from monai_cxrcml.networks import checkpoint_architecture, create_clip, is_openai_layout, read_state_dict
 from monai_cxrcml.protocols import ScoringProtocol
 
 __all__ = ["export_checkpoint"]

@@ -5,9 +5,10 @@
     Right when training starts from CheXzero weights, whose zero-shot AUC is informative from epoch 1.
 ``"warmup_cosine"``
     Linear warm-up over ``warmup_steps`` iterations (at most ``max_warmup_fraction`` of the run, so a short run
-    still decays), then cosine decay to ``end_lr`` at the last iteration, stepped every iteration. Needed from scratch (the tiny demo models): the contrastive loss sits on its
-    ln(batch) plateau for several epochs, validation AUC stays flat, and a plateau schedule divides the rate by
-    10 every ``patience + 1`` epochs before anything was learned (measured in ../BENCHMARKS.md).
+    still decays), then cosine decay to ``end_lr`` at the last iteration, stepped every iteration. Needed from
+    scratch (the tiny demo models): the contrastive loss sits on its ln(batch) plateau for several epochs,
+    validation AUC stays flat, and a plateau schedule divides the rate by 10 every ``patience + 1`` epochs before
+    anything was learned (measured in BENCHMARKS.md).
 
 Only the chosen scheduler is built: a second scheduler on the same optimizer would rewrite its learning rate.
 """

@@ -1,23 +1,4 @@
-"""Save what an evaluation run saw, film by film: ids, labels, class probabilities and image embeddings.
-
-``predictions.npz`` is the input of ``python -m monai_cxrcml.report`` (ROC curves, reliability diagram, t-SNE of
-the embeddings) and of any analysis a user wants to run without scoring the films again. Its arrays:
-
-``dicom_id``, ``subject_id``
-    str ``[N]`` (``""`` where the batches carried no such key).
-``pred``
-    float32 ``[N, C]``, the class probabilities.
-``label``, ``label_mask``
-    float32 ``[N, C]`` and bool ``[N, C]`` (True = label known), present when the run had labels (``label_mask``
-    all True when the batches carried none).
-``image_features``
-    float32 ``[N, D]``, the L2-normalised image embeddings the probabilities were computed from (with
-    ``save_embeddings``; :class:`~monai_cxrcml.engines.ZeroShotEvaluator` puts them in its output).
-``class_names``
-    str ``[C]``.
-
-Every array holds plain numbers or unicode strings, so ``np.load(path)`` needs no ``allow_pickle``.
-"""
+"""Save what an evaluation run saw, film by film (ids, labels, class probabilities, image embeddings) as a ``.npz``."""
 
 from __future__ import annotations
 
@@ -34,16 +15,23 @@ from ignite.engine import Engine, Events
 __all__ = ["PredictionWriter", "PREDICTIONS_FILE"]
 
 PREDICTIONS_FILE = "predictions.npz"
+"""The file :class:`PredictionWriter` writes, the input of ``python -m monai_cxrcml.report``. Its arrays (plain numbers
+or unicode strings, so ``np.load`` needs no ``allow_pickle``): ``dicom_id``, ``subject_id`` str ``[N]`` (``""`` where
+the batches carried no such key); ``pred`` float32 ``[N, C]``; ``label`` float32 and ``label_mask`` bool ``[N, C]``
+(True = known; all True when the batches carried no mask) when the run had labels; ``image_features`` float32
+``[N, D]``, the L2-normalised image embeddings the probabilities came from (with ``save_embeddings``);
+``class_names`` str ``[C]``."""
 
 
 class PredictionWriter:
     """Collect per-film outputs of an evaluator and write ``output_dir/predictions.npz`` when the run completes.
 
-    Values are read from ``engine.state.output`` first and from ``engine.state.batch`` otherwise (ids, masks).
-    Batches without ``pred`` (every film unreadable and skipped) are passed over. Under ``ignite.distributed``
-    the films of all ranks are gathered, the films a ``DistributedSampler`` repeated to pad its shards are
-    dropped (by the first of ``id_keys``, when every film has one), and rank 0 writes. The file is written to a temporary name and renamed, so a
-    crashed run never leaves a truncated ``predictions.npz``.
+    The arrays are those of :data:`PREDICTIONS_FILE`. Values are read from ``engine.state.output`` first and from
+    ``engine.state.batch`` otherwise (ids, masks). Batches without ``pred`` (every film unreadable and skipped) are
+    passed over. Under ``ignite.distributed`` the films of all ranks are gathered, the films a
+    ``DistributedSampler`` repeated to pad its shards are dropped (by the first of ``id_keys``, when every film has
+    one), and rank 0 writes. The file is written to a temporary name and renamed, so a crashed run never leaves a
+    truncated ``predictions.npz``.
 
     Parameters
     ----------

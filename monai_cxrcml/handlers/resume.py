@@ -26,7 +26,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-from monai_cxrcml.networks.checkpoint import read_checkpoint
+from monai_cxrcml.networks import read_checkpoint
 
 __all__ = ["BestModelTracking", "checkpoint_epoch", "latest_checkpoint", "resume_training"]
 
@@ -110,7 +110,8 @@ def resume_training(
     if max_epochs is not None:
         trainer.state.max_epochs = max_epochs
         if epoch >= max_epochs:
-            logger.info("resume: %s is at epoch %d of max_epochs=%d: nothing left to train", path.name, epoch, max_epochs)
+            logger.info("resume: %s is at epoch %d of max_epochs=%d: nothing left to train", path.name, epoch,
+                        max_epochs)
     logger.info("resume: continuing from %s (epoch %d, iteration %d)", path, epoch, trainer.state.iteration)
     _remove_when_superseded(trainer, path, prefix)
     return epoch

@@ -194,7 +194,9 @@ def multilabel_report(
         )
 
     members = _group_members(per_class)
-    summary: dict[str, float | list[float] | None] = {key: _mean_or_none(per_class.auc[idx]) for key, idx in members.items()}
+    summary: dict[str, float | list[float] | None] = {
+        key: _mean_or_none(per_class.auc[idx]) for key, idx in members.items()
+    }
     summary["macro_ap"] = _mean_or_none(per_class.ap)
 
     unit = "patient" if subject_ids is not None else "image"

@@ -17,8 +17,7 @@ from monai.transforms import Compose
 from monai_cxrcml.data.classes import resolve_class_names
 from monai_cxrcml.metrics.temperature import apply_calibration
 from monai_cxrcml.model_bundle.card import METADATA_KEY, MODEL_FORMAT
-from monai_cxrcml.networks import PromptSet, ZeroShotClassifier, create_clip, get_tokenizer
-from monai_cxrcml.networks.checkpoint import read_state_dict
+from monai_cxrcml.networks import PromptSet, ZeroShotClassifier, create_clip, get_tokenizer, read_state_dict
 from monai_cxrcml.protocols import ScoringProtocol, get_protocol
 
 __all__ = [

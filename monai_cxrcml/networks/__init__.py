@@ -6,11 +6,11 @@ open_clip and the demo's convolutional image tower (:class:`ChestConvNet`) with 
 
 from __future__ import annotations
 
-from .checkpoint import (
+from .checkpoint import LoadReport, load_clip_checkpoint
+from .checkpoint_files import (
     CheckpointError,
-    LoadReport,
+    checkpoint_architecture,
     is_openai_layout,
-    load_clip_checkpoint,
     read_checkpoint,
     read_state_dict,
 )
@@ -35,6 +35,7 @@ __all__ = [
     "PROMPT_PRESETS",
     "PromptSet",
     "ZeroShotClassifier",
+    "checkpoint_architecture",
     "create_clip",
     "encode_class_prompts",
     "encode_texts",

@@ -42,7 +42,7 @@ def _vector(values: Any, size: int, what: str) -> np.ndarray:
 
 
 def _integer(rng: np.random.Generator | np.random.RandomState, low: int, high: int) -> int:
-    """A uniform integer in [low, high) from either numpy generator API (MONAI's ``Randomizable.R`` is a RandomState)."""
+    """A uniform integer in [low, high) from either numpy generator (MONAI's ``Randomizable.R`` is a RandomState)."""
     return int(rng.integers(low, high) if isinstance(rng, np.random.Generator) else rng.randint(low, high))
 
 

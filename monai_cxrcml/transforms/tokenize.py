@@ -1,4 +1,4 @@
-"""Tokenise captions with a CLIP tokenizer (passed in: ``monai_cxrcml.networks.get_tokenizer(name)``) as a MapTransform."""
+"""Tokenise captions with a CLIP tokenizer (``monai_cxrcml.networks.get_tokenizer(name)``), as a MapTransform."""
 
 from __future__ import annotations
 
