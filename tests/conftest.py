@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -51,3 +53,13 @@ def trained(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     workflow.finalize()
     assert get_track_meta(), "train.yaml's finalize must switch MetaTensors back on for in-process callers"
     return output_dir
+
+
+@pytest.fixture(scope="session")
+def run_films(trained: Path, phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A CSV of the run's test films (dicom_id, fpath) and the run's own test predictions (predictions.npz)."""
+    saved = dict(np.load(trained / "predictions.npz"))
+    frame = pd.read_csv(phantom_dir / "train_labeled.csv", dtype=str).set_index("dicom_id")
+    path = tmp_path_factory.mktemp("films") / "films.csv"
+    frame.loc[saved["dicom_id"], ["fpath"]].reset_index().to_csv(path, index=False)
+    return path, saved

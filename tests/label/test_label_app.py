@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_films import asymmetric_film, write_dicom, write_pil
+from _films import asymmetric_film, write_dicom, write_pil
 
 from monai_cxrcml.cli.export import main as export_main
 from monai_cxrcml.cli.inference import main as inference_main

@@ -11,11 +11,10 @@ import pytest
 
 import torch
 
-from _bundle_runs import SHORT_RUN
+from _bundle_runs import REPO, SHORT_RUN
 from monai_cxrcml.experiments import collect_runs, compare, holm, paired_test, run_dir, run_experiment, summarise
 from monai_cxrcml.networks import create_clip
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _fake_experiment(root: Path, name: str, aucs: dict[tuple[int, int], tuple[float, float, float]],

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from test_films import asymmetric_film, write_pil
+from _films import asymmetric_film, write_pil
 
 from monai_cxrcml.data.cache import FilmCache
 from monai_cxrcml.data.films import FilmReadError, load_film

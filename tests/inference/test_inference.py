@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
-from test_films import write_dicom, write_png16
+from _bundle_runs import CONFIGS
+from _films import write_dicom, write_png16
 
 from monai_cxrcml.metrics import Calibration
 from monai_cxrcml.data import CXRLT2024_CLASSES, CXRLT2024_UNSEEN_CLASSES
@@ -256,7 +257,7 @@ def test_bundle_inference_config_scores_a_folder(checkpoint, real_world_folder, 
     """The same folder through bundle/configs/inference.yaml, as `python -m monai.bundle run` runs it."""
     from monai.bundle import ConfigWorkflow
 
-    config = Path(__file__).resolve().parents[1] / "bundle" / "configs" / "inference.yaml"
+    config = CONFIGS / "inference.yaml"
     workflow = ConfigWorkflow(config_file=str(config), workflow_type="infer", input=str(real_world_folder),
                               output_dir=str(tmp_path), model=str(checkpoint), model_name=MODEL,
                               normalization="clip", num_workers=0, batch_size=2)

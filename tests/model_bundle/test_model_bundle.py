@@ -21,12 +21,8 @@ from PIL import Image
 from monai.bundle import ckpt_export, create_workflow, verify_metadata, verify_net_in_out
 
 from _bundle_runs import CONFIGS
-from monai_cxrcml.calibration import calibrate
-from monai_cxrcml.cli.export import main as export_main
 from monai_cxrcml.cli.inference import main as inference_main
-from monai_cxrcml.evaluation import evaluate
 from monai_cxrcml.model_bundle import load_model
-from monai_cxrcml.networks import create_clip
 
 SCHEMA = CONFIGS.parent / "docs" / "meta_schema_20240725.json"
 
@@ -34,16 +30,6 @@ SCHEMA = CONFIGS.parent / "docs" / "meta_schema_20240725.json"
 @pytest.fixture(scope="module")
 def bundle(trained: Path) -> Path:
     return trained / "bundle"
-
-
-@pytest.fixture(scope="module")
-def test_films(trained: Path, phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A CSV of the run's test films (dicom_id, fpath) and the run's own test predictions (predictions.npz)."""
-    saved = dict(np.load(trained / "predictions.npz"))
-    frame = pd.read_csv(phantom_dir / "train_labeled.csv", dtype=str).set_index("dicom_id")
-    path = tmp_path_factory.mktemp("films") / "films.csv"
-    frame.loc[saved["dicom_id"], ["fpath"]].reset_index().to_csv(path, index=False)
-    return path, saved
 
 
 def test_training_leaves_a_bundle_with_its_settings_metrics_and_provenance(trained: Path, bundle: Path,
@@ -102,9 +88,9 @@ def test_model_zoo_verification_of_the_trained_bundle(bundle: Path, tmp_path: Pa
         torch.testing.assert_close(exported(images), classifier(images))
 
 
-def test_inference_with_the_run_folder_alone_reproduces_its_test_evaluation(trained, phantom_dir, test_films,
+def test_inference_with_the_run_folder_alone_reproduces_its_test_evaluation(trained, phantom_dir, run_films,
                                                                             tmp_path):
-    films, saved = test_films
+    films, saved = run_films
     output = tmp_path / "s.csv"
     assert 0 == inference_main([str(films), "--image-root", str(phantom_dir), "--model", str(trained),
                                 "--output", str(output), "--num-workers", "0", "--device", "cpu"])
@@ -118,9 +104,9 @@ def test_inference_with_the_run_folder_alone_reproduces_its_test_evaluation(trai
 @pytest.mark.parametrize(("flag", "value", "ours"), [("--image-size", "128", "64"),
                                                      ("--normalization", "chexzero", "'clip'"),
                                                      ("--model-name", "cxrcml-tiny", "'cxrcml-cnn'")])
-def test_settings_that_define_the_model_cannot_be_contradicted(trained, test_films, tmp_path, capsys, flag, value,
+def test_settings_that_define_the_model_cannot_be_contradicted(trained, run_films, tmp_path, capsys, flag, value,
                                                                ours):
-    films, _ = test_films
+    films, _ = run_films
     status = inference_main([str(films), "--model", str(trained), flag, value, "--output", str(tmp_path / "s.csv"),
                              "--num-workers", "0", "--device", "cpu"])
     message = capsys.readouterr().err
@@ -128,8 +114,8 @@ def test_settings_that_define_the_model_cannot_be_contradicted(trained, test_fil
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_overrides_are_scored_and_logged(trained, phantom_dir, test_films, tmp_path, caplog):
-    films, _ = test_films
+def test_overrides_are_scored_and_logged(trained, phantom_dir, run_films, tmp_path, caplog):
+    films, _ = run_films
     output = tmp_path / "task3.csv"
     with caplog.at_level(logging.INFO, logger="monai_cxrcml"):
         assert 0 == inference_main([str(films), "--image-root", str(phantom_dir), "--model", str(trained),
@@ -142,8 +128,8 @@ def test_overrides_are_scored_and_logged(trained, phantom_dir, test_films, tmp_p
     assert json.loads(output.with_suffix(".protocol.json").read_text())["normalization"] == "clip"
 
 
-def test_monai_bundle_run_of_the_model_bundle_scores_like_the_cli(bundle, phantom_dir, test_films, tmp_path):
-    films, saved = test_films
+def test_monai_bundle_run_of_the_model_bundle_scores_like_the_cli(bundle, phantom_dir, run_films, tmp_path):
+    films, saved = run_films
     command = [sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(bundle), "--config_file",
                str(bundle / "configs" / "inference.yaml"), "--input", str(films), "--dataset_dir", str(phantom_dir),
                "--output_dir", str(tmp_path), "--num_workers", "0", "--device", "$torch.device('cpu')"]
@@ -152,58 +138,6 @@ def test_monai_bundle_run_of_the_model_bundle_scores_like_the_cli(bundle, phanto
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     submission = pd.read_csv(tmp_path / "submission.csv")
     np.testing.assert_allclose(submission.iloc[:, 1:].to_numpy(), saved["pred"], atol=1e-5, rtol=0)
-
-
-def test_evaluation_of_the_run_folder_reproduces_its_metrics(trained, tmp_path):
-    report = evaluate(trained, n_bootstrap=0, device="cpu", output_dir=tmp_path)
-    metrics = json.loads((trained / "metrics.json").read_text())
-    assert report.summary["macro_auc"] == pytest.approx(metrics["macro_auc"], abs=1e-6)
-    assert json.loads((tmp_path / "metrics.json").read_text())["protocol"]["name"] == "present_absent_pooled"
-    assert (tmp_path / "predictions.npz").is_file()
-
-
-def test_calibration_of_the_run_goes_into_its_bundle(trained, tmp_path):
-    run = Path(shutil.copytree(trained, tmp_path / "run"))
-    before = load_model(run).scorer().network
-    calibration = calibrate(run, per_class=True, device="cpu", batch_size=32)
-    metadata = json.loads((run / "bundle" / "configs" / "metadata.json").read_text())
-    assert metadata["version"] == "0.1.1" and "temperature calibration" in metadata["changelog"]["0.1.1"]
-    assert metadata["cxrcml_model"]["protocol"]["calibration"] == "models/calibration.json"
-    assert calibration.fitted_on["part"] == "val" and calibration.fitted_on["fold"] == 0  # the run's own fold
-    after = load_model(run).scorer().network
-    images = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        expected = torch.sigmoid(before.logits(images) / torch.as_tensor(calibration.temperature).float()
-                                 + torch.as_tensor(calibration.bias).float())
-        torch.testing.assert_close(after(images), expected)
-        torch.testing.assert_close(torch.jit.load(str(run / "bundle/models/model.ts"))(images), expected)
-
-
-def test_export_of_an_old_bare_checkpoint_scores_like_the_runs_bundle(trained, phantom_dir, test_films, tmp_path):
-    films, saved = test_films
-    exported = tmp_path / "exported"
-    assert 0 == export_main([str(trained / "models" / "model.pt"), "--model-name", "cxrcml-cnn", "--protocol",
-                             "present_absent_pooled", "--output", str(exported)])
-    output = tmp_path / "s.csv"
-    assert 0 == inference_main([str(films), "--image-root", str(phantom_dir), "--model", str(exported),
-                                "--output", str(output), "--num-workers", "0", "--device", "cpu"])
-    np.testing.assert_allclose(pd.read_csv(output).iloc[:, 1:].to_numpy(), saved["pred"], atol=1e-5, rtol=0)
-    bare = tmp_path / "bare.csv"  # the old way keeps working, with the flags a bare checkpoint needs
-    assert 0 == inference_main([str(films), "--image-root", str(phantom_dir), "--checkpoint",
-                                str(trained / "models" / "model.pt"), "--model-name", "cxrcml-cnn", "--protocol",
-                                "present_absent_pooled", "--output", str(bare), "--num-workers", "0",
-                                "--device", "cpu"])
-    np.testing.assert_allclose(pd.read_csv(bare).iloc[:, 1:].to_numpy(), saved["pred"], atol=1e-5, rtol=0)
-
-
-def test_export_of_a_chexzero_format_checkpoint_takes_the_chexzero_protocol(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "chexzero_tiny.pt"
-    torch.save(create_clip("cxrcml-tiny").state_dict(), path)  # plain, OpenAI key names: how CheXzero saves
-    assert 0 == export_main([str(path), "--model-name", "cxrcml-tiny", "--output", str(tmp_path / "b")])
-    model = load_model(tmp_path / "b")
-    assert model.protocol.name == "chexzero" and model.class_names[0] == "Adenopathy"
-    assert export_main([str(path), "--output", str(tmp_path / "c")]) == 2  # a tiny ViT is not ViT-B/32: say which
 
 
 def test_a_bundle_without_weights_and_a_bare_checkpoint_without_model_name_are_explained(tmp_path, capsys):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _checkpoints import PickledCode
 from monai_cxrcml.networks import CheckpointError, create_clip, load_clip_checkpoint
 
 
@@ -119,20 +120,10 @@ def test_non_strict_loads_the_rest_and_reports(tmp_path, tiny):
     assert torch.equal(target.visual.proj, tiny.visual.proj)
 
 
-class _Marker:
-    """An object whose unpickling would create a file: refusing the checkpoint must not run it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 def test_pickled_code_is_refused_without_running_it(tmp_path, tiny):
     marker = tmp_path / "code_ran"
     path = tmp_path / "pickled.pt"
-    torch.save({"model": tiny.state_dict(), "hook": _Marker(marker)}, path)
+    torch.save({"model": tiny.state_dict(), "hook": PickledCode(marker)}, path)
     with pytest.raises(CheckpointError) as err:
         create_clip("cxrcml-tiny", checkpoint=path)
     message = str(err.value)

@@ -1,4 +1,4 @@
-"""Temperature / bias calibration and ECE: recovery of known parameters, masking, degenerate classes, files, a run."""
+"""Temperature / bias calibration and ECE: recovery of known parameters, masking, degenerate classes, files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from monai_cxrcml.calibration import calibrate
-from monai_cxrcml.cli.calibration import main
 from monai_cxrcml.metrics import (
     Calibration,
     apply_calibration,
@@ -175,42 +173,3 @@ def test_applied_to_a_classifier_it_sets_its_temperature_and_bias_by_class_name(
     expected = torch.sigmoid(raw / torch.tensor([3.0, 1.5, 2.0]) + torch.tensor([-0.5, 0.0, 0.5]))
     torch.testing.assert_close(classifier(image), expected)
     assert apply_calibration(classifier, None) is classifier
-
-
-# ---------------------------------------------------------------------------------------------- from a trained run
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from monai_cxrcml.networks import create_clip
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    torch.save({"model": create_clip("cxrcml-tiny").state_dict()}, path)
-    return path
-
-
-def test_calibrate_fits_a_checkpoint_on_the_validation_part_and_writes_json(checkpoint: Path, phantom_dir: Path,
-                                                                         tmp_path: Path):
-    from monai_cxrcml.data import load_fold
-
-    csv = phantom_dir / "train_labeled.csv"
-    output = tmp_path / "calibration.json"
-    calibration = calibrate(checkpoint, csv, model_name="cxrcml-tiny", fold=0, num_folds=5, normalization="clip",
-                            per_class=True, device="cpu", output=output, batch_size=32)
-    val = load_fold(csv, fold=0, num_folds=5).val
-    saved = json.loads(output.read_text())
-    assert saved["fitted_on"]["films"] == len(val) and saved["fitted_on"]["part"] == "val"
-    assert len(saved["class_names"]) == 40 and saved["ece_after"]["ece"] <= saved["ece_before"]["ece"]
-    assert np.isfinite(calibration.temperature).all()
-
-
-def test_cli_writes_the_calibration_file(checkpoint: Path, phantom_dir: Path, tmp_path: Path, capsys):
-    output = tmp_path / "calib.json"
-    assert 0 == main(["--checkpoint", str(checkpoint), "--model-name", "cxrcml-tiny",
-                      "--csv", str(phantom_dir / "train_labeled.csv"), "--normalization", "clip", "--bias",
-                      "--bins", "10", "--num-workers", "0", "--device", "cpu", "--classes", "Atelectasis", "Normal",
-                      "--output", str(output)])
-    saved = Calibration.load(output)
-    assert saved.class_names == ("Atelectasis", "Normal") and saved.fit_bias and saved.after["n_bins"] == 10
-    assert "ece" in capsys.readouterr().out

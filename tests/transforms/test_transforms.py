@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import DataLoader, Dataset, MetaTensor
-from test_films import (
+from _films import (
     BAD_FILMS,
     FILM_SHAPE,
     QUADRANTS,

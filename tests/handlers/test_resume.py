@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _bundle_runs import cli_args
+from _bundle_runs import REPO, cli_args
 
-REPO = Path(__file__).resolve().parents[1]
 FILES = str([str(REPO / "bundle" / "configs" / "train.yaml"), str(REPO / "configs" / "demo.yaml")])
 
 
@@ -105,7 +104,7 @@ def test_latest_checkpoint_is_the_highest_epoch_not_the_last_name(tmp_path: Path
 def test_resume_refuses_a_checkpoint_carrying_code_without_running_it(tmp_path: Path):
     import torch
     from ignite.engine import Engine
-    from test_checkpoint import _Marker
+    from _checkpoints import PickledCode
 
     from monai_cxrcml.handlers import resume_training
     from monai_cxrcml.networks import CheckpointError
@@ -113,7 +112,7 @@ def test_resume_refuses_a_checkpoint_carrying_code_without_running_it(tmp_path: 
     marker = tmp_path / "code_ran"
     trainer = Engine(lambda engine, batch: None)
     path = tmp_path / "last_checkpoint_epoch=3.pt"
-    torch.save({"trainer": trainer.state_dict(), "hook": _Marker(marker)}, path)
+    torch.save({"trainer": trainer.state_dict(), "hook": PickledCode(marker)}, path)
     with pytest.raises(CheckpointError, match="refused for safety"):
         resume_training(trainer, {"trainer": trainer}, tmp_path)
     assert not marker.exists()
