@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_protocols import CLASSES, VIT, _chexzero_reference, _film, _worst_spearman  # noqa: E402
+from test_protocols import CLASSES, VIT, _chexzero_reference, _worst_spearman, write_realistic_films  # noqa: E402
 
 from monai_cxrcml.inference import predict  # noqa: E402
 from monai_cxrcml.networks import create_clip  # noqa: E402
@@ -38,13 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "films"
         folder.mkdir()
-        for i in range(args.films):
-            height, width = (2500, 2048) if i % 3 else (2000, 2460)
-            film = _film(height, width, i)
-            if i % 2:
-                Image.fromarray(np.rint(film * 65535).astype(np.uint16)).save(folder / f"film{i}.png")
-            else:
-                Image.fromarray(np.rint(film * 255).astype(np.uint8)).save(folder / f"film{i}.jpg", quality=92)
+        write_realistic_films(folder, args.films)
         torch.manual_seed(0)
         model = create_clip(VIT).eval()
         checkpoint = Path(tmp) / "chexzero.pt"

@@ -36,11 +36,9 @@ def _film(height: int, width: int, seed: int) -> np.ndarray:
     return np.clip(film, 0, 1)
 
 
-@pytest.fixture(scope="module")
-def realistic_films(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Eight films at MIMIC size: 8-bit JPEGs and 16-bit PNGs (full 16-bit range), portrait and landscape."""
-    folder = tmp_path_factory.mktemp("films")
-    for i in range(8):
+def write_realistic_films(folder: Path, count: int) -> Path:
+    """Films at MIMIC size in ``folder``: 8-bit JPEGs and 16-bit PNGs (full 16-bit range), portrait and landscape."""
+    for i in range(count):
         height, width = (2500, 2048) if i % 3 else (2000, 2460)
         film = _film(height, width, i)
         if i % 2:
@@ -48,6 +46,12 @@ def realistic_films(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             Image.fromarray(np.rint(film * 255).astype(np.uint8)).save(folder / f"film{i}.jpg", quality=92)
     return folder
+
+
+@pytest.fixture(scope="module")
+def realistic_films(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight films at MIMIC size (:func:`write_realistic_films`)."""
+    return write_realistic_films(tmp_path_factory.mktemp("films"), 8)
 
 
 @pytest.fixture(scope="module")
