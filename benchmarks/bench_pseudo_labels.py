@@ -4,7 +4,7 @@ Takes a finished training run of the demo (its best checkpoint, ``RUN/models/mod
 (the same model config, seed 0), embeds the training films of fold 0 with both, and fits the Student-t mixture of
 the handler (K = 40, nu = 4) to the trained embeddings in three ways:
 
-* ``fresh``: from k-means, as ``StudentTMixtureHandler`` refits by default;
+* ``fresh``: from k-means, as ``PseudoLabelHandler`` refits by default;
 * ``warm from epoch 1``: warm-started from a fit to the untrained embeddings, which is what a refit warm-started from
   the previous epoch inherits from the first epochs (``warm_start=True``);
 * each with ``shrinkage`` 0 and 5 (inverse-Wishart prior pseudo-points), full and diagonal covariances.

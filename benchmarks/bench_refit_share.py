@@ -90,7 +90,7 @@ def loop_epochs(n: int, epochs: int, overlap: int, covariance: str, device: str)
     from ignite.engine import Events
 
     from monai_cxrcml.engines import CXRCMLTrainer
-    from monai_cxrcml.handlers import StudentTMixtureHandler
+    from monai_cxrcml.handlers import PseudoLabelHandler
     from monai_cxrcml.losses import CXRCMLLoss, PseudoLabelTripletLoss
     from monai_cxrcml.networks import create_clip
 
@@ -100,7 +100,7 @@ def loop_epochs(n: int, epochs: int, overlap: int, covariance: str, device: str)
                                   (f"refit in the background ({overlap} iterations)", overlap)):
         torch.manual_seed(0)
         model = create_clip(MODEL).to(device)
-        handlers = [] if mixture_overlap is None else [StudentTMixtureHandler(
+        handlers = [] if mixture_overlap is None else [PseudoLabelHandler(
             len(data) * 32, StudentTMixture(40, covariance_type=covariance, dof=4.0, random_state=0),
             overlap_iterations=mixture_overlap)]
         trainer = CXRCMLTrainer(

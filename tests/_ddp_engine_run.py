@@ -1,4 +1,4 @@
-"""Train a tiny CLIP with CXRCMLTrainer + StudentTMixtureHandler on in-memory batches; one process or under torchrun.
+"""Train a tiny CLIP with CXRCMLTrainer + PseudoLabelHandler on in-memory batches; one process or under torchrun.
 
     python tests/_ddp_engine_run.py OUT [--overlap N]                     # one process, global batches
     torchrun --nproc_per_node=2 tests/_ddp_engine_run.py OUT [--overlap N] # each rank takes its share of every batch
@@ -22,7 +22,7 @@ from ignite.engine import Events
 from monai_cxrcml.data import ClusterBalancedSampler
 from monai_cxrcml.distributed import all_gather_rows, get_rank, get_world_size
 from monai_cxrcml.engines import CXRCMLTrainer
-from monai_cxrcml.handlers import StudentTMixtureHandler
+from monai_cxrcml.handlers import PseudoLabelHandler
 from monai_cxrcml.losses import CXRCMLLoss, PseudoLabelTripletLoss
 from monai_cxrcml.mixture import StudentTMixture
 from monai_cxrcml.networks import create_clip, get_tokenizer
@@ -96,7 +96,7 @@ def main() -> None:
         model = torch.nn.parallel.DistributedDataParallel(model)
     loss = CXRCMLLoss(PseudoLabelTripletLoss(margin=0.2))
     mixture = StudentTMixture(n_components=4, covariance_type="diag", dof=4.0, random_state=0)
-    handler = StudentTMixtureHandler(N, mixture, overlap_iterations=args.overlap)
+    handler = PseudoLabelHandler(N, mixture, overlap_iterations=args.overlap)
     batches = [local_share(b, rank, world) for b in global_batches()]
     trainer = CXRCMLTrainer(
         device="cpu", max_epochs=EPOCHS, train_data_loader=batches, network=model,
@@ -109,7 +109,7 @@ def main() -> None:
     result = {
         "losses": losses,
         "weights": {k: v.detach().clone() for k, v in (model.module if distributed else model).state_dict().items()},
-        "bank": handler.bank,
+        "bank": handler.bank.embeddings,
         "pseudo_labels": handler.pseudo_labels,
         "n_fits": handler.n_fits,
         "guard_on_device": trainer.guard_on_device,

@@ -28,6 +28,14 @@ def _restore_track_meta():
     set_track_meta(tracked)
 
 
+@pytest.fixture()
+def model() -> torch.nn.Module:
+    """A tiny CLIP freshly initialised with seed 0 (tests/_tiny_clip.py)."""
+    from _tiny_clip import tiny_clip
+
+    return tiny_clip()
+
+
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A phantom CXR-LT + MIMIC-CXR-JPG file set small enough for unit tests (shared, read-only)."""

@@ -72,7 +72,7 @@ class CXRCMLTrainer(SupervisedTrainer):
     """Train an open_clip CLIP model with L = L_c + w * L_m on image + caption batches.
 
     Each iteration encodes the films and captions (under DDP: gathers the global batch, see the module docstring),
-    fires ``IterationEvents.FORWARD_COMPLETED`` (the :class:`~monai_cxrcml.handlers.StudentTMixtureHandler` stores
+    fires ``IterationEvents.FORWARD_COMPLETED`` (the :class:`~monai_cxrcml.handlers.PseudoLabelHandler` stores
     the image embeddings there and, under its ``"batch"`` schedule, fits the mixture), looks up the pseudo-labels of
     the batch's films on ``engine.state.pseudo_labels`` / ``engine.state.responsibilities``, computes the loss,
     steps the optimiser unless the loss (or, with clipping, the gradient norm) is not finite, and clamps the learned

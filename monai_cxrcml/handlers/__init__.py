@@ -2,9 +2,9 @@
 
 from .epoch_seeding import EpochSeeding
 from .lr_schedule import LR_SCHEDULES, lr_schedule_handler
-from .mixture import StudentTMixtureHandler, cluster_purity
 from .multilabel_auc import MultiLabelAUC
 from .prediction_writer import PredictionWriter
+from .pseudo_labels import PseudoLabelHandler, cluster_purity
 from .report_writer import MetricsReportWriter
 from .resume import BestModelTracking, checkpoint_epoch, latest_checkpoint, resume_training
 from .submission_writer import SubmissionWriter
@@ -16,7 +16,7 @@ __all__ = [
     "MetricsReportWriter",
     "MultiLabelAUC",
     "PredictionWriter",
-    "StudentTMixtureHandler",
+    "PseudoLabelHandler",
     "SubmissionWriter",
     "checkpoint_epoch",
     "cluster_purity",

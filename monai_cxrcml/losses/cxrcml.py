@@ -76,7 +76,7 @@ class CXRCMLLoss(torch.nn.Module):
             ``[B, K]`` mixture posterior, for a soft metric loss.
         metric_scale
             Factor in [0, 1] on w for this batch (the warm-up ramp of
-            :class:`~monai_cxrcml.handlers.StudentTMixtureHandler`).
+            :class:`~monai_cxrcml.handlers.PseudoLabelHandler`).
 
         Returns
         -------

@@ -2,28 +2,17 @@
 
 Both structures answer the same questions, so the EM loop (``_em.py``) never branches on the structure.
 
-``full`` (``S_k = L_k L_k^T``)
-    E-step: one chunk of (globally centred) rows is whitened by all ``K`` inverse Cholesky factors at once,
-    ``y_ik = L_k^-1 x_i - L_k^-1 mu_k``, ``delta_ik = |y_ik|^2``. ``L_k^-1`` comes from one triangular solve per
-    iteration; applying it is a matrix product split into ``b`` block rows so that the zero upper triangle is
-    skipped (``(b+1)/(2b)`` of a dense product: 56% at ``b = 8``), which is much faster than a batched triangular
-    solve on CPUs and GPUs alike. Each block row is one ``addmm`` (shift folded in as the bias) whose squared
-    norms are added to ``delta`` at once, so only ``[n, K, d / b]`` is ever held.
-    M-step: the scatter ``sum_i w_ik (x_i - mu_k')(x_i - mu_k')^T`` about the *new* mean (exact centring, no
-    cancellation) is a second pass that visits, per component, only the rows whose responsibility exceeds
-    ``eps^2`` of the compute dtype; mixture responsibilities are nearly one-hot (measured: 1.01 components per
-    row at ``d = 64, K = 10``, 1.00 at ``d = 512, K = 40``), so the pass costs about ``N d^2`` instead of
-    ``N K d^2``. Chunk products run in the compute dtype and are summed in the accumulation dtype.
-``diag`` (``S_k = diag(v_k)``)
-    Distances by the expansion ``x^2 . (1/v) - 2 x . (mu/v) + mu^2 . (1/v)`` (three ``[n, d] x [d, K]``
-    products); moments ``sum w x`` and ``sum w x^2`` in the accumulation dtype during the E-step.
+``full`` (``S_k = L_k L_k^T``, ``[K, d, d]``)
+    E-step: a chunk of centred rows ``[n, d]`` is whitened by all ``K`` inverse Cholesky factors at once in ``b``
+    block rows that skip the zero upper triangle; only ``[n, K, d / b]`` is ever held. M-step: the scatter about the
+    new means is a second pass over, per component, the rows whose responsibility exceeds ``eps^2``.
+``diag`` (``S_k = diag(v_k)``, ``[K, d]``)
+    Distances by the expansion ``x^2 . (1/v) - 2 x . (mu/v) + mu^2 . (1/v)``; moments ``sum w x`` and
+    ``sum w x^2`` summed during the E-step.
 
-Shrinkage (:class:`CovariancePrior`, optional): the M-step is the MAP update under an inverse-Wishart prior with
-``kappa`` pseudo-points of scale ``Psi`` (the data covariance), ``S_k = (sum_i w_ik (x_i - mu_k)(x_i - mu_k)^T +
-kappa Psi) / (W_k + kappa) + reg I``. A component holding far fewer points than dimensions can then no longer
-shrink onto them (with ``kappa = 0`` a one-point component's density grows without bound as its covariance
-collapses to ``reg I``: the maximum-likelihood fit of 40 full components to 800 embeddings in 128 dimensions is one
-giant component and 39 single points); components with ``W_k >> kappa`` are unaffected.
+Shrinkage (:class:`CovariancePrior`): the MAP update under an inverse-Wishart prior of ``kappa`` pseudo-points of
+scale ``Psi``, ``S_k = (sum_i w_ik (x_i - mu_k)(x_i - mu_k)^T + kappa Psi) / (W_k + kappa) + reg I``. Why each
+choice: docs/design.md, "Student-t mixture EM".
 """
 
 from __future__ import annotations

@@ -1,25 +1,18 @@
 """E-step and M-step of a mixture of multivariate Student-t distributions (Peel & McLachlan 2000).
 
 A Gaussian mixture is the same code with every ``nu_k = inf`` (``u_ik = 1``, Gaussian log density).
+E-step (log domain, per chunk of rows ``[n, d]``, in the compute dtype), ``delta_ik`` from ``_covariance.py``::
 
-E-step (log domain, per chunk of rows, in the compute dtype)::
-
-    delta_ik = (x_i - mu_k)^T S_k^-1 (x_i - mu_k)                       (covariance structure, _covariance.py)
     log t_ik = lgamma((nu+d)/2) - lgamma(nu/2) - d/2 log(nu pi) - 1/2 log|S_k| - (nu+d)/2 log1p(delta_ik / nu)
     log tau_ik = log pi_k + log t_ik - logsumexp_k(...)                   u_ik = (nu_k + d) / (nu_k + delta_ik)
 
-M-step (sufficient statistics summed over chunks in the accumulation dtype)::
+M-step (sufficient statistics ``[K]``, ``[K, d]``, ``[K, d, d]`` summed over chunks in the accumulation dtype)::
 
-    n_k = sum_i tau_ik                 pi_k = n_k / N
-    W_k = sum_i tau_ik u_ik            mu_k = sum_i tau_ik u_ik x_i / W_k
+    pi_k = sum_i tau_ik / N       W_k = sum_i tau_ik u_ik       mu_k = sum_i tau_ik u_ik x_i / W_k
     S_k = sum_i tau_ik u_ik (x_i - mu_k)(x_i - mu_k)^T / W_k + reg I
 
-Dividing the scatter by ``W_k`` (not ``n_k``) is the update of Kent, Tyler & Vardi (1994) / the "PX-EM" step
-(Liu, Rubin & Wu 1998): an exact EM of a parameter-expanded model (monotone for fixed ``nu`` as ``reg -> 0``),
-and it is what ``studenttmixture.EMStudentMixture`` does; it converges much faster than the textbook ``n_k``
-version at high ``d`` (shared/FACTS.md). ``nu_k`` (optional) solves the ECM equation
-``1 - psi(nu/2) + log(nu/2) + (1/n_k) sum_i tau_ik (log u_ik - u_ik) + psi((nu_old+d)/2) - log((nu_old+d)/2) = 0``
-by bisection in ``log nu`` for all components at once, within ``[1, max_dof]``.
+``nu_k`` (optional) solves the ECM equation by bisection in ``log nu`` for all components at once, within
+``[1, max_dof]``. Why ``W_k`` and not ``n_k``: docs/design.md, "Student-t mixture EM".
 """
 
 from __future__ import annotations
@@ -29,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._covariance import CovarianceModel, CovariancePrior
+from ._covariance import CovarianceModel
+from ._fit_context import FitContext
 
 __all__ = [
     "MixtureParameters",
@@ -223,33 +217,26 @@ def e_step(
 
 
 def m_step(
-    stats: EStepResult,
-    x: torch.Tensor,
-    params: MixtureParameters,
-    model: CovarianceModel,
-    center: torch.Tensor,
-    reg: float,
-    estimate_dof: bool,
-    max_dof: float,
-    chunk_size: int,
-    prior: CovariancePrior | None = None,
+    stats: EStepResult, params: MixtureParameters, ctx: FitContext, estimate_dof: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """New ``(weights, means, covariances, dofs)`` from the statistics of an E-step of ``params`` on ``x``.
+    """New ``(weights, means, covariances, dofs)`` from the statistics of an E-step of ``params`` on ``ctx.x``.
 
-    With ``prior`` the covariances are the MAP update (shrinkage, see ``_covariance.py``).
+    With ``ctx.prior`` the covariances are the MAP update (shrinkage, see ``_covariance.py``); ``estimate_dof``
+    adds the ECM update of ``nu`` (capped at ``ctx.density.max_dof``).
 
     ``W_k`` gets ``10 eps`` added (as scikit-learn and ``studenttmixture`` do) so an empty component yields a
     finite (regulariser-only) covariance instead of 0/0; such components are then re-seeded by the caller.
     """
     weight_sum = stats.weight_sum + 10 * torch.finfo(stats.weight_sum.dtype).eps
     weights = stats.resp_sum / stats.resp_sum.sum()
+    model, center = ctx.model, ctx.center
     if model.needs_weights:
         new_means = model.new_means(stats.moments, weight_sum, center)
-        model.scatter(stats.moments, x, stats.resp, stats.weights, new_means, chunk_size)
-    means, covariances = model.m_step(stats.moments, weight_sum, center, reg, prior)
+        model.scatter(stats.moments, ctx.x, stats.resp, stats.weights, new_means, ctx.chunk)
+    means, covariances = model.m_step(stats.moments, weight_sum, center, ctx.reg, ctx.prior)
     dofs = params.dofs
     if estimate_dof:
-        dofs = update_dofs(params.dofs, stats.resp_sum, stats.dof_term, params.means.shape[1], max_dof)
+        dofs = update_dofs(params.dofs, stats.resp_sum, stats.dof_term, params.means.shape[1], ctx.density.max_dof)
     return weights, means, covariances, dofs
 
 

@@ -14,27 +14,27 @@ the encoder and the data, so K can instead be chosen on the embeddings themselve
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 
 import torch
+from sklearn.base import clone
 
-from .student_t import StudentTMixture
+from .base import BaseMixture
 
 __all__ = ["n_parameters", "bic", "select_n_components", "SELECTION_CRITERIA"]
 
 SELECTION_CRITERIA = ("bic", "heldout")
 
 
-def n_parameters(mixture: StudentTMixture) -> int:
+def n_parameters(mixture: BaseMixture) -> int:
     """Free parameters of a fitted mixture: ``K - 1`` weights, ``K d`` means, covariances, estimated dofs."""
     k, d = mixture.n_components_, mixture.n_features_in_
     covariance = k * d * (d + 1) // 2 if mixture.covariance_type == "full" else k * d
-    return (k - 1) + k * d + covariance + (k if mixture.estimate_dof else 0)
+    return (k - 1) + k * d + covariance + (k if mixture._component_density().estimate_dof else 0)
 
 
-def bic(mixture: StudentTMixture, x: torch.Tensor) -> float:
+def bic(mixture: BaseMixture, x: torch.Tensor) -> float:
     """BIC of a fitted mixture on rows ``x`` [N, d] (lower is better)."""
     n = x.shape[0]
     return -2.0 * mixture.score(x) * n + n_parameters(mixture) * math.log(n)
@@ -42,13 +42,13 @@ def bic(mixture: StudentTMixture, x: torch.Tensor) -> float:
 
 def select_n_components(
     x: torch.Tensor,
-    mixture: StudentTMixture,
+    mixture: BaseMixture,
     candidates: Sequence[int],
     criterion: str = "heldout",
     heldout_fraction: float = 0.2,
     seed: int = 0,
 ) -> tuple[int, dict[int, float]]:
-    """Fit a copy of ``mixture`` with each candidate K and return the best K and every candidate's score.
+    """Fit a clone of ``mixture`` with each candidate K and return the best K and every candidate's score.
 
     Parameters
     ----------
@@ -74,8 +74,7 @@ def select_n_components(
         fit_rows, held_rows = x[order[n_held:]], x[order[:n_held]]
     scores: dict[int, float] = {}
     for k in candidates:
-        candidate = copy.deepcopy(mixture)
-        candidate.n_components, candidate.warm_start = int(k), False
+        candidate = clone(mixture).set_params(n_components=int(k), warm_start=False)
         if criterion == "bic":
             scores[int(k)] = bic(candidate.fit(x), x)
         else:

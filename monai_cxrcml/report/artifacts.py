@@ -192,7 +192,7 @@ def load_mixture(run_dir: str | Path) -> MixtureCheckpoint | None:
     handler_state = checkpoint.get("mixture")
     if not isinstance(handler_state, dict) or "mixture" not in handler_state:
         raise ValueError(
-            f"{path} has no 'mixture' entry holding StudentTMixtureHandler.state_dict(): it was not saved by "
+            f"{path} has no 'mixture' entry holding PseudoLabelHandler.state_dict(): it was not saved by "
             "bundle/configs/train.yaml's train#last_checkpoint."
         )
     state = handler_state["mixture"]

@@ -1,17 +1,15 @@
-"""The fast single-process loop: the on-device non-finite guard, plain tensors for the model, the background refit."""
+"""The fast single-process loop: the on-device non-finite guard, plain tensors for the model."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from _ddp_engine_run import MODEL, N, global_batches
-from ignite.engine import Engine, Events
+from _ddp_engine_run import MODEL, global_batches
+from ignite.engine import Events
 from monai.data import MetaTensor
 
 from monai_cxrcml.engines import CXRCMLTrainer, prepare_clip_batch
-from monai_cxrcml.handlers import StudentTMixtureHandler
 from monai_cxrcml.losses import CXRCMLLoss, PseudoLabelTripletLoss
-from monai_cxrcml.mixture import StudentTMixture
 from monai_cxrcml.networks import create_clip
 
 
@@ -45,10 +43,6 @@ def _trainer(loss: CXRCMLLoss, fused: bool = True, handlers=(), max_epochs: int 
         optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused), loss_function=loss,
         train_handlers=list(handlers), **kwargs,
     )
-
-
-def _mixture_handler(**kwargs) -> StudentTMixtureHandler:
-    return StudentTMixtureHandler(N, StudentTMixture(n_components=4, covariance_type="diag", random_state=0), **kwargs)
 
 
 def test_fused_optimizer_skips_nonfinite_steps_on_the_device():
@@ -87,34 +81,3 @@ def test_prepare_clip_batch_hands_the_model_plain_tensors():
              "sample_id": [0, 1]}
     image, text, ids = prepare_clip_batch(batch, "cpu")
     assert type(image) is torch.Tensor and type(text) is torch.Tensor and ids.tolist() == [0, 1]
-
-
-def test_background_refit_publishes_after_the_overlap():
-    handler = _mixture_handler(overlap_iterations=1)
-    trainer = _trainer(CXRCMLLoss(PseudoLabelTripletLoss(margin=0.2)), handlers=[handler], max_epochs=3)
-    scales = {}
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: scales.setdefault(e.state.iteration,
-                                                                                       e.state.metric_loss_scale))
-    trainer.run()
-    # 3 iterations per epoch: the refit after iteration 3 is published before iteration 5
-    assert [scales[i] for i in (3, 4, 5)] == [0.0, 0.0, 1.0]
-    assert handler.n_fits == 3 and handler.first_fit_epoch == 1  # the last epoch's refit landed when the run ended
-    assert (handler.pseudo_labels >= 0).all()
-
-
-def test_checkpoint_written_during_a_background_refit_redoes_it_on_resume():
-    handler = _mixture_handler(overlap_iterations=1)
-    trainer = _trainer(CXRCMLLoss(), handlers=[handler], max_epochs=1)
-    saved = {}
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: saved.update(handler.state_dict()))
-    trainer.run()
-    assert saved["pending_fit"] and saved["n_fits"] == 0 and handler.n_fits == 1
-
-    restored = _mixture_handler(overlap_iterations=1)
-    restored.load_state_dict(saved)
-    engine = Engine(lambda e, b: None)
-    engine.state.epoch = 1
-    restored._on_started(engine)
-    assert restored.n_fits == 1
-    assert torch.equal(restored.pseudo_labels, handler.pseudo_labels)
-    assert engine.state.pseudo_labels is restored.pseudo_labels

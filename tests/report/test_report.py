@@ -12,7 +12,7 @@ from ignite.engine import Engine
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from monai_cxrcml.handlers import StudentTMixtureHandler
+from monai_cxrcml.handlers import PseudoLabelHandler
 from monai_cxrcml.handlers.prediction_writer import PredictionWriter
 from monai_cxrcml.metrics import multilabel_report
 from monai_cxrcml.mixture import GaussianMixture, StudentTMixture
@@ -72,9 +72,8 @@ def _write_predictions(run: Path, films: dict, embeddings: bool = True) -> None:
 def _write_checkpoint(run: Path, epoch: int, features: np.ndarray, k: int, visual: torch.Tensor,
                       mixture_cls=StudentTMixture) -> StudentTMixture:
     """A last_checkpoint_epoch=N.pt as train.yaml saves it: model state and the mixture handler's state."""
-    mixture = mixture_cls(k, covariance_type="diag", random_state=0)
-    handler = StudentTMixtureHandler(N, mixture)
-    mixture.fit(torch.from_numpy(features))
+    handler = PseudoLabelHandler(N, mixture_cls(k, covariance_type="diag", random_state=0))
+    mixture = handler.estimator_.fit(torch.from_numpy(features))
     (run / "models").mkdir(exist_ok=True)
     torch.save({"model": {"visual.proj": visual, "logit_scale": torch.ones(())}, "mixture": handler.state_dict()},
                run / "models" / f"last_checkpoint_epoch={epoch}.pt")

@@ -1,54 +1,16 @@
-"""Student-t / Gaussian mixture EM (monai_cxrcml.mixture) against scipy, studenttmixture and scikit-learn."""
+"""Student-t mixture EM (monai_cxrcml.mixture.StudentTMixture) against scipy, studenttmixture and scikit-learn."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pytest
 import torch
+from _mixture_data import quiet_fit, start_parameters, t_mixture
 from scipy.special import logsumexp
 from scipy.stats import multivariate_t
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
-from monai_cxrcml.mixture import GaussianMixture, StudentTMixture, kmeans_plusplus
-
-
-def t_mixture(n: int, d: int, k: int, nu: float, separation: float, seed: int, diagonal: bool = False):
-    """Rows of a ``k``-component t mixture (random anisotropic scales; ``nu=inf``: Gaussian) and their labels."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, k, size=n)
-    means = rng.normal(scale=separation, size=(k, d))
-    x = np.empty((n, d))
-    for c in range(k):
-        rows = np.flatnonzero(labels == c)
-        scales = rng.uniform(0.5, 1.5, size=d)
-        z = rng.normal(size=(rows.size, d)) * scales
-        if not diagonal:
-            z = z @ np.linalg.qr(rng.normal(size=(d, d)))[0]
-        mix = 1.0 if np.isinf(nu) else np.sqrt(rng.chisquare(nu, size=(rows.size, 1)) / nu)
-        x[rows] = means[c] + z / mix
-    return x, labels
-
-
-def quiet_fit(model, x):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(x)
-
-
-@pytest.fixture(scope="module")
-def small_t():
-    return t_mixture(600, 4, 3, nu=5.0, separation=3.0, seed=0)
-
-
-def start_parameters(x: np.ndarray, k: int, seed: int = 1):
-    """A common start: k rows as means, the data covariance for every component, equal weights."""
-    rng = np.random.default_rng(seed)
-    means = x[rng.choice(len(x), size=k, replace=False)]
-    cov = np.cov(x, rowvar=False) + 1e-6 * np.eye(x.shape[1])
-    return means, np.stack([cov] * k), np.full(k, 1.0 / k)
+from monai_cxrcml.mixture import GaussianMixture, StudentTMixture
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
@@ -99,33 +61,6 @@ def test_matches_studenttmixture_from_same_start(small_t, estimate_dof):
     assert abs(ours.lower_bound_ - bound) < 1e-6
     if estimate_dof:
         assert not np.allclose(dofs, 4.0)  # the test really exercised the nu update
-
-
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
-def test_gaussian_limit_matches_sklearn(small_t, covariance_type):
-    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
-
-    x, _ = small_t
-    means0, covs0, weights0 = start_parameters(x, 3)
-    if covariance_type == "diag":
-        covs0 = np.diagonal(covs0, axis1=1, axis2=2).copy()
-    start = dict(means_init=means0, weights_init=weights0)
-    reference = SklearnGaussianMixture(
-        3, covariance_type=covariance_type, tol=0.0, max_iter=20, reg_covar=1e-6, precisions_init=1 / covs0
-        if covariance_type == "diag" else np.linalg.inv(covs0), **start,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        reference.fit(x)
-    common = dict(covariance_type=covariance_type, tol=0.0, max_iter=20, reg_covar=1e-6, covariances_init=covs0)
-    gaussian = quiet_fit(GaussianMixture(3, **common, **start), x)
-    np.testing.assert_allclose(gaussian.lower_bounds_, reference.lower_bounds_, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(gaussian.means_.numpy(), reference.means_, atol=1e-8)
-    np.testing.assert_allclose(gaussian.covariances_.numpy(), reference.covariances_, atol=1e-8)
-    assert torch.isinf(gaussian.dofs_).all()
-    # a Student-t mixture with a huge fixed nu approaches the Gaussian one (per-sample log-likelihood)
-    heavy = quiet_fit(StudentTMixture(3, dof=1e7, **common, **start), x)
-    np.testing.assert_allclose(heavy.lower_bounds_, reference.lower_bounds_, rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
@@ -219,14 +154,6 @@ def test_estimated_dof_recovers_nu_and_caps_on_gaussian_data():
     np.testing.assert_allclose(model.dofs_.numpy(), 30.0, rtol=1e-6)
 
 
-def test_warm_start_converges_in_fewer_iterations():
-    x, _ = t_mixture(2000, 6, 4, nu=4.0, separation=2.5, seed=5)
-    model = StudentTMixture(4, warm_start=True, tol=1e-4, random_state=0).fit(x)
-    cold_iterations = model.n_iter_
-    model.fit(x + 1e-3)
-    assert model.n_iter_ < cold_iterations and model.n_iter_ <= 3
-
-
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_gaussian_start_is_student_t_em_from_the_fitted_gaussian_mixture(small_t, covariance_type):
     """The paper's "GMM refined by Student-t": a Gaussian fit from the seeded start, then t EM from its parameters."""
@@ -245,68 +172,6 @@ def test_gaussian_start_is_student_t_em_from_the_fitted_gaussian_mixture(small_t
     assert not torch.equal(plain.means_, refined.means_)
 
 
-def test_chunked_equals_unchunked_and_deterministic(small_t):
-    x, _ = small_t
-    whole = StudentTMixture(3, random_state=7, estimate_dof=True).fit(x)
-    chunked = StudentTMixture(3, random_state=7, estimate_dof=True, chunk_size=37).fit(x)
-    again = StudentTMixture(3, random_state=7, estimate_dof=True).fit(x)
-    for name in ("means_", "covariances_", "weights_", "dofs_"):
-        np.testing.assert_allclose(getattr(chunked, name).numpy(), getattr(whole, name).numpy(), rtol=1e-9, atol=1e-12)
-        assert torch.equal(getattr(again, name), getattr(whole, name))
-    assert chunked.n_iter_ == whole.n_iter_
-
-
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
-def test_fewer_rows_than_components(covariance_type):
-    batch = torch.nn.functional.normalize(torch.randn(32, 24, generator=torch.Generator().manual_seed(0)), dim=1)
-    model = StudentTMixture(40, covariance_type=covariance_type, warm_start=True, max_iter=20, random_state=0)
-    with pytest.warns(RuntimeWarning, match="fitting 16 components"):
-        quiet_fit(model, batch)
-    assert model.n_components_ == 16 and model.means_.shape == (16, 24)
-    proba = model.predict_proba(batch)
-    assert proba.shape == (32, 16) and torch.isfinite(proba).all()
-    torch.testing.assert_close(proba.sum(1), torch.ones(32))
-    labels = model.predict(batch)
-    assert labels.min() >= 0 and labels.max() < 16
-    with pytest.warns(RuntimeWarning) as record:
-        quiet_fit(model, batch[:9])
-    assert model.n_components_ == 4 and any("warm_start ignored" in str(w.message) for w in record)
-    with pytest.warns(RuntimeWarning, match="fitting 1 components"):
-        quiet_fit(StudentTMixture(40, covariance_type=covariance_type), batch[:1])
-
-
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
-def test_identical_rows_give_one_component(covariance_type):
-    x = torch.full((50, 8), 0.25)
-    with pytest.warns(RuntimeWarning, match="only 1 distinct rows"):
-        model = StudentTMixture(5, covariance_type=covariance_type, random_state=0).fit(x)
-    assert model.n_components_ == 1
-    assert model.predict(x).eq(0).all()
-    assert np.isfinite(model.score(x))
-
-
-def test_non_finite_rows_are_left_out_and_flagged(small_t):
-    x, _ = small_t
-    dirty = x.copy()
-    dirty[[5, 17]] = np.nan
-    dirty[40, 2] = np.inf
-    clean_rows = np.setdiff1d(np.arange(len(x)), [5, 17, 40])
-    with pytest.warns(RuntimeWarning, match=r"3 of 600 rows .* \[5, 17, 40\]"):
-        model = StudentTMixture(3, random_state=0).fit(dirty)
-    reference = StudentTMixture(3, random_state=0).fit(x[clean_rows])
-    torch.testing.assert_close(model.means_, reference.means_)
-    with pytest.warns(RuntimeWarning, match="label -1"):
-        labels = model.predict(dirty)
-    assert labels[[5, 17, 40]].tolist() == [-1, -1, -1] and labels[clean_rows].min() >= 0
-    with pytest.warns(RuntimeWarning):
-        proba = model.predict_proba(dirty)
-    assert proba[[5, 17, 40]].eq(0).all() and torch.isfinite(proba).all()
-    with pytest.warns(RuntimeWarning):
-        assert torch.isnan(model.score_samples(dirty)[[5, 17, 40]]).all()
-    with pytest.raises(ValueError, match="every row of X holds NaN"):
-        StudentTMixture(3).fit(np.full((10, 4), np.nan))
-
-
 def test_empty_component_is_reseeded(small_t):
     x, _ = small_t
     means0 = np.concatenate([x[[0, 300]], np.full((1, 4), 1e3)])  # third component far from every row
@@ -315,27 +180,6 @@ def test_empty_component_is_reseeded(small_t):
     assert model.n_reseeded_ >= 1
     assert (model.weights_ * len(x) >= 1.5).all()  # every component holds data again
     assert model.means_.abs().max() < np.abs(x).max()
-
-
-def test_convergence_warning_and_parameter_errors(small_t):
-    x, _ = small_t
-    with pytest.warns(ConvergenceWarning, match="max_iter=1"):
-        StudentTMixture(3, max_iter=1, random_state=0).fit(x)
-    with pytest.raises(ValueError, match="covariance_type"):
-        StudentTMixture(covariance_type="tied")
-    with pytest.raises(ValueError, match="estimate_dof"):
-        StudentTMixture(dof=float("inf"), estimate_dof=True)
-    with pytest.raises(ValueError, match="2-D"):
-        StudentTMixture(3).fit(x[:, 0])
-    model = StudentTMixture(3, random_state=0).fit(x)
-    with pytest.raises(ValueError, match="4"):
-        model.predict(x[:, :2])
-
-
-def test_kmeans_plusplus_stops_at_distinct_rows():
-    x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]).repeat(5, 1)
-    rows = kmeans_plusplus(x, 4, torch.Generator().manual_seed(0))
-    assert rows.numel() == 2 and not torch.equal(x[rows[0]], x[rows[1]])
 
 
 @pytest.mark.gpu
@@ -351,35 +195,3 @@ def test_cpu_and_gpu_agree(covariance_type):
     torch.testing.assert_close(gpu.means_.cpu(), cpu.means_, rtol=1e-6, atol=1e-8)
     torch.testing.assert_close(gpu.covariances_.cpu(), cpu.covariances_, rtol=1e-6, atol=1e-8)
     assert abs(gpu.lower_bound_ - cpu.lower_bound_) < 1e-6
-
-
-def test_state_dict_round_trip_through_a_safe_checkpoint(tmp_path):
-    x = torch.randn(300, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    fitted = StudentTMixture(n_components=3, covariance_type="full", random_state=0).fit(x)
-    torch.save({"mixture": fitted.state_dict()}, tmp_path / "ckpt.pt")
-    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)["mixture"]
-    restored = StudentTMixture(n_components=3, covariance_type="full", warm_start=True)
-    restored.load_state_dict(state)
-    torch.testing.assert_close(restored.predict_proba(x), fitted.predict_proba(x))
-    assert restored.lower_bound_ == fitted.lower_bound_ and restored.n_components_ == 3
-    restored.fit(x)  # warm start from the loaded parameters: already converged
-    assert restored.n_iter_ <= 2
-    with pytest.raises(ValueError, match="covariance_type='full'"):
-        StudentTMixture(n_components=3, covariance_type="diag").load_state_dict(state)
-    assert StudentTMixture().state_dict() == {}
-
-
-def test_component_selection_finds_the_true_number_of_clusters():
-    from monai_cxrcml.mixture import bic, n_parameters, select_n_components
-
-    gen = torch.Generator().manual_seed(0)
-    centres = torch.randn(4, 5, generator=gen, dtype=torch.float64) * 8
-    x = (centres.repeat_interleave(150, 0) + torch.randn(600, 5, generator=gen, dtype=torch.float64))
-    template = StudentTMixture(n_components=2, covariance_type="diag", random_state=0)
-    for criterion in ("bic", "heldout"):
-        best, scores = select_n_components(x, template, [2, 4, 8], criterion)
-        assert best == 4, (criterion, scores)
-    fitted = StudentTMixture(n_components=4, covariance_type="full", random_state=0).fit(x)
-    assert n_parameters(fitted) == 3 + 4 * 5 + 4 * 15
-    assert bic(fitted, x) == pytest.approx(-2 * fitted.score(x) * 600 + n_parameters(fitted) * np.log(600))
-    assert template.n_components == 2  # the template is not changed
