@@ -89,9 +89,9 @@ def test_background_refit_under_ddp_publishes_the_same_labels_on_every_rank(tmp_
 EQUIVALENCE = """\
 caption_shuffle: false
 train#preprocessing#augment: false
-train#sampler#shuffle: false
+train#shuffle_sampler#shuffle: false
 +run:
-  - "$torch.save(@train#handlers#0.pseudo_labels.cpu(), os.path.join(@output_dir, 'pseudo_labels_rank' + str(torch.distributed.get_rank() if torch.distributed.is_initialized() else 0) + '.pt'))"
+  - "$torch.save(@train#pseudo_labels.pseudo_labels.cpu(), os.path.join(@output_dir, 'pseudo_labels_rank' + str(torch.distributed.get_rank() if torch.distributed.is_initialized() else 0) + '.pt'))"
 """
 
 

@@ -49,8 +49,11 @@ class ZeroShotEvaluator(SupervisedEvaluator):
         :class:`~monai_cxrcml.networks.ZeroShotClassifier`.
     passthrough_keys
         Batch keys copied into ``engine.state.output``.
+    val_handlers
+        As in :class:`monai.engines.SupervisedEvaluator`; ``None`` entries (a component a config disabled) are
+        skipped.
     device, val_data_loader, epoch_length, non_blocking, prepare_batch, iteration_update, inferer,
-    postprocessing, key_val_metric, additional_metrics, metric_cmp_fn, val_handlers, amp, mode, event_names,
+    postprocessing, key_val_metric, additional_metrics, metric_cmp_fn, amp, mode, event_names,
     event_to_attr, to_kwargs, amp_kwargs
         As in :class:`monai.engines.SupervisedEvaluator` (batches are not decollated).
     """
@@ -101,7 +104,7 @@ class ZeroShotEvaluator(SupervisedEvaluator):
             key_val_metric=key_val_metric,
             additional_metrics=additional_metrics,
             metric_cmp_fn=metric_cmp_fn,
-            val_handlers=val_handlers,
+            val_handlers=[h for h in (val_handlers or ()) if h is not None],
             amp=amp and torch.device(device).type == "cuda",
             mode=mode,
             event_names=event_names,

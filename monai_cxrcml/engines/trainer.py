@@ -86,9 +86,15 @@ class CXRCMLTrainer(SupervisedTrainer):
     Parameters
     ----------
     device, max_epochs, train_data_loader, network, optimizer, epoch_length, iteration_update,
-    postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
+    postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, event_names,
     event_to_attr, optim_set_to_none, to_kwargs
         As in :class:`monai.engines.SupervisedTrainer`.
+    train_handlers
+        As in :class:`monai.engines.SupervisedTrainer`; ``None`` entries (a component a config disabled) are skipped.
+    pseudo_labels
+        The source of the triplet term's pseudo-labels, a :class:`~monai_cxrcml.handlers.PseudoLabelHandler`
+        (anything with ``attach(engine)`` that publishes ``engine.state.pseudo_labels``). It is attached before the
+        other handlers, so its diagnostics are in ``engine.state.metrics`` when they log; None: no metric term.
     loss_function
         A :class:`~monai_cxrcml.losses.CXRCMLLoss`.
     non_blocking
@@ -139,6 +145,7 @@ class CXRCMLTrainer(SupervisedTrainer):
         additional_metrics: dict[str, Metric] | None = None,
         metric_cmp_fn: Callable = default_metric_cmp_fn,
         train_handlers: Sequence | None = None,
+        pseudo_labels: Any | None = None,
         amp: bool = False,
         amp_dtype: str = "bfloat16",
         grad_clip_norm: float | None = None,
@@ -176,7 +183,7 @@ class CXRCMLTrainer(SupervisedTrainer):
             key_train_metric=key_train_metric,
             additional_metrics=additional_metrics,
             metric_cmp_fn=metric_cmp_fn,
-            train_handlers=train_handlers,
+            train_handlers=[h for h in (pseudo_labels, *(train_handlers or ())) if h is not None],
             amp=use_amp,
             event_names=event_names,
             event_to_attr=event_to_attr,

@@ -1,7 +1,7 @@
 """ignite/MONAI handlers of CXR-CML, each usable on its own in another MONAI project."""
 
 from .epoch_seeding import EpochSeeding
-from .lr_schedule import LR_SCHEDULES, lr_schedule_handler
+from .lr_schedule import LR_SCHEDULES, lr_schedule_handler, lr_scheduler
 from .multilabel_auc import MultiLabelAUC
 from .prediction_writer import PredictionWriter
 from .pseudo_labels import PseudoLabelHandler, cluster_purity
@@ -22,5 +22,6 @@ __all__ = [
     "cluster_purity",
     "latest_checkpoint",
     "lr_schedule_handler",
+    "lr_scheduler",
     "resume_training",
 ]

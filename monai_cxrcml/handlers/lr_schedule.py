@@ -1,4 +1,4 @@
-"""The learning-rate schedule of a training run as one MONAI ``LrScheduleHandler``, chosen by name.
+"""The learning-rate schedule of a training run, chosen by name, and the MONAI ``LrScheduleHandler`` that steps it.
 
 ``"plateau"`` (the paper's)
     ``ReduceLROnPlateau`` on the validation key metric (macro AUC, ``mode="max"``), stepped after each validation.
@@ -11,6 +11,7 @@
     anything was learned (measured in BENCHMARKS.md).
 
 Only the chosen scheduler is built: a second scheduler on the same optimizer would rewrite its learning rate.
+The scheduler is a config component of its own (``train#lr_scheduler``), so the checkpoints name it directly.
 """
 
 from __future__ import annotations
@@ -22,66 +23,78 @@ from ignite.engine import Engine
 from monai.handlers import LrScheduleHandler
 from monai.optimizers import WarmupCosineSchedule
 
-__all__ = ["lr_schedule_handler", "LR_SCHEDULES"]
+__all__ = ["LR_SCHEDULES", "lr_schedule_handler", "lr_scheduler"]
 
 logger = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("plateau", "warmup_cosine")
 
 
-def lr_schedule_handler(
+def lr_scheduler(
     optimizer: torch.optim.Optimizer,
     schedule: str = "plateau",
-    validator: Engine | None = None,
-    metric_name: str = "macro_auc",
     factor: float = 0.1,
     patience: int = 2,
     warmup_steps: int = 100,
     total_steps: int | None = None,
     end_lr: float = 0.0,
     max_warmup_fraction: float = 0.25,
-) -> LrScheduleHandler:
-    """Build the scheduler named ``schedule`` and the handler that steps it.
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """The scheduler named ``schedule`` (see the module docstring); :func:`lr_schedule_handler` steps it.
 
     Parameters
     ----------
     optimizer
         The training optimizer.
     schedule
-        ``"plateau"`` or ``"warmup_cosine"`` (see the module docstring).
-    validator, metric_name
-        For ``"plateau"``: the evaluator whose ``state.metrics[metric_name]`` is watched (higher is better).
+        ``"plateau"`` or ``"warmup_cosine"``.
     factor, patience
-        For ``"plateau"``: the rate is multiplied by ``factor`` after ``patience`` validations without progress.
+        For ``"plateau"``: the rate is multiplied by ``factor`` after ``patience`` validations without progress
+        (higher macro AUC is better).
     warmup_steps, total_steps, end_lr
         For ``"warmup_cosine"``: iterations of warm-up, iterations in the whole run (epochs x iterations per
         epoch) and the final rate.
     max_warmup_fraction
         For ``"warmup_cosine"``: the warm-up is capped at this share of ``total_steps`` (logged when it is).
-
-    Returns
-    -------
-    LrScheduleHandler
-        Attach it to the trainer after the ``ValidationHandler``; its ``lr_scheduler`` goes into checkpoints.
     """
     if schedule == "plateau":
-        if validator is None:
-            raise ValueError("schedule='plateau' watches a validation metric: pass validator=@validate#evaluator.")
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=factor, patience=patience)
-        return LrScheduleHandler(
-            scheduler, print_lr=True, epoch_level=True,
-            step_transform=lambda engine: validator.state.metrics[metric_name],
-        )
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=factor, patience=patience)
     if schedule == "warmup_cosine":
         if total_steps is None or total_steps < 1:
             raise ValueError(f"schedule='warmup_cosine' needs total_steps >= 1 (epochs x iterations per epoch), got "
                              f"{total_steps}.")
         cap = int(max_warmup_fraction * total_steps)
         if warmup_steps > cap:
-            logger.info(
-                "warm-up of %d iterations capped at %d, a %.0f%% share of this %d-iteration run", warmup_steps, cap,
-                100 * max_warmup_fraction, total_steps)
+            logger.info("warm-up of %d iterations capped at %d, a %.0f%% share of this %d-iteration run",
+                        warmup_steps, cap, 100 * max_warmup_fraction, total_steps)
             warmup_steps = cap
-        scheduler = WarmupCosineSchedule(optimizer, warmup_steps=warmup_steps, t_total=total_steps, end_lr=end_lr)
-        return LrScheduleHandler(scheduler, print_lr=False, epoch_level=False)
+        return WarmupCosineSchedule(optimizer, warmup_steps=warmup_steps, t_total=total_steps, end_lr=end_lr)
     raise ValueError(f"lr_schedule={schedule!r} is not one of {LR_SCHEDULES}.")
+
+
+def lr_schedule_handler(
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
+    validator: Engine | None = None,
+    metric_name: str = "macro_auc",
+) -> LrScheduleHandler:
+    """The handler that steps ``lr_scheduler``: a plateau scheduler after each validation, on its ``metric_name``;
+    any other every iteration.
+
+    Parameters
+    ----------
+    lr_scheduler
+        A scheduler of :func:`lr_scheduler`; it goes into the checkpoints.
+    validator, metric_name
+        For a plateau scheduler: the evaluator whose ``state.metrics[metric_name]`` is watched.
+
+    Returns
+    -------
+    LrScheduleHandler
+        Attach it to the trainer after the ``ValidationHandler``.
+    """
+    if isinstance(lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if validator is None:
+            raise ValueError("a plateau schedule watches a validation metric: pass validator=@validate#evaluator.")
+        return LrScheduleHandler(lr_scheduler, print_lr=True, epoch_level=True,
+                                 step_transform=lambda engine: validator.state.metrics[metric_name])
+    return LrScheduleHandler(lr_scheduler, print_lr=False, epoch_level=False)

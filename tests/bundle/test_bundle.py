@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from monai.bundle import ConfigWorkflow
 
 from _bundle_runs import CONFIGS, REPO, TRAIN, cli_args
@@ -139,3 +140,20 @@ def test_pretrained_baseline_is_scored_without_training(phantom_dir: Path, tmp_p
     workflow.run()
     assert set(_metrics(tmp_path)["per_class"]) == set(CXRLT2024_CLASSES)
     assert not (tmp_path / "models").exists()  # nothing was trained or saved
+
+
+def test_balanced_sampler_reads_the_pseudo_label_handler(phantom_dir: Path, tmp_path: Path):
+    """balanced_sampler: true wires the handler's labels into the batch sampler, without a lambda in the config."""
+    from monai_cxrcml.data import ClusterBalancedSampler
+    from monai_cxrcml.handlers import PseudoLabelHandler
+
+    workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train",
+                              **{**_small(phantom_dir, tmp_path), "balanced_sampler": True})
+    workflow.initialize()
+    sampler = workflow.parser.get_parsed_content("train#dataloader").sampler
+    handler = workflow.parser.get_parsed_content("train#pseudo_labels")
+    assert isinstance(sampler, ClusterBalancedSampler) and isinstance(handler, PseudoLabelHandler)
+    assert sampler.label_source() is None  # no fit yet: a plain permutation
+    handler.pseudo_labels = torch.zeros(sampler.num_samples, dtype=torch.long)
+    assert sampler.label_source() is handler.pseudo_labels  # each epoch reads the handler's current labels
+    workflow.finalize()

@@ -139,6 +139,10 @@ class PseudoLabelHandler:
         self.last_diagnostics: dict[str, float] = {}
         self._refit_at_start = False
 
+    def labels(self) -> torch.Tensor | None:
+        """The current pseudo-labels, long ``[N]`` (-1 = none), or None before the first fit (a sampler's source)."""
+        return self.pseudo_labels
+
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._on_started)
         engine.add_event_handler(Events.EPOCH_STARTED, self._publish)
