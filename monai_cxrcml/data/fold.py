@@ -1,7 +1,8 @@
-"""One experiment's data: a CXR-LT label file split into train/val/test by patient, with the class groups.
+"""One experiment's data: a label file split into train/val/test by patient, with the class groups.
 
 This is the single call a bundle config makes to go from a label file to MONAI datalists:
-``load_fold(train_csv, image_root, fold=0)`` reads the file (frontal films by default), cuts the patient-level
+``load_fold(train_csv, image_root, fold=0)`` reads the file (any format of
+:data:`~monai_cxrcml.data.formats.LABEL_FORMATS`, frontal films by default), cuts the patient-level
 stratified fold (test = fold ``fold`` of ``num_folds``, i.e. the paper's 80:20 with 5 folds; validation carved
 from the training patients), groups the classes by their prevalence in the training part, and logs a report
 that flags classes too thin to score. With ``test_csv`` (e.g. CXR-LT's ``development_labeled_task1.csv``) the
@@ -12,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from .cxrlt import read_cxrlt_csv
+from .formats import read_label_table
 from .groups import base_rare_groups, prevalence_groups
 from .splits import fold_report, fold_split, holdout_split
 from .table import LabelTable, csv_header
@@ -92,17 +93,20 @@ def load_fold(
     common_threshold: float = 10000,
     min_positives: int = 10,
     check_files: bool = False,
+    label_format: str | None = None,
+    label_options: Mapping[str, object] | None = None,
 ) -> FoldData:
-    """Read a CXR-LT label file and cut one patient-level fold.
+    """Read a label file and cut one patient-level fold.
 
     Parameters
     ----------
     csv
-        CXR-LT label file (``train_labeled.csv`` schema).
+        Label file of any format of :data:`~monai_cxrcml.data.formats.LABEL_FORMATS` (CXR-LT's
+        ``train_labeled.csv``, NIH, PadChest, CheXpert, VinDr-CXR).
     image_root
-        Folder that ``fpath`` is relative to (default: the CSV's folder).
+        Folder the file's image paths are relative to (default: the CSV's folder).
     class_names
-        Classes to read (default: the 40 CXR-LT 2024 classes).
+        Classes to read (default: the 40 CXR-LT 2024 classes for a CXR-LT file, the file's own classes otherwise).
     fold, num_folds, seed
         Test part = fold ``fold`` of ``num_folds`` patient-level stratified folds drawn with ``seed``.
     val_fraction
@@ -114,21 +118,27 @@ def load_fold(
         e.g. ``"train"`` and ``"test"``; such a file without a chosen split is refused, since its rows mix the
         challenge's training, development and test patients.
     frontal_only, uncertain, blank, check_files
-        See :func:`~monai_cxrcml.data.cxrlt.read_cxrlt_csv`.
+        See :func:`~monai_cxrcml.data.formats.read_label_table`.
     group_by, rare_threshold, common_threshold
         See :mod:`~monai_cxrcml.data.groups`.
     min_positives
         Classes with fewer positive patients in a part are flagged "thin" in the report and the log.
+    label_format
+        The format of ``csv`` and ``test_csv`` (``None``: found from each file's header).
+    label_options
+        Options of one format's reader (VinDr-CXR's ``rule``: ``"any"`` or ``"majority"``).
     """
-    options = dict(class_names=class_names, frontal_only=frontal_only, uncertain=uncertain, blank=blank,
-                   check_files=check_files)
-    table = read_cxrlt_csv(csv, image_root, **options, split=_chosen_split(csv, split, "split", "train_split"))
+    options = dict(label_format=label_format, class_names=class_names, frontal_only=frontal_only,
+                   uncertain=uncertain, blank=blank, check_files=check_files, **dict(label_options or {}))
+    table = read_label_table(csv, image_root=image_root, **options,
+                             split=_chosen_split(csv, split, "split", "train_split"))
     if test_csv is None:
         train_idx, val_idx, test_idx = fold_split(table, fold, num_folds, seed, val_fraction)
         train, val, test = (table.subset(i) for i in (train_idx, val_idx, test_idx))
     else:
         test_rows = _chosen_split(test_csv, test_split, "test_split", "test_split")
-        test = read_cxrlt_csv(test_csv, image_root, **{**options, "class_names": table.class_names}, split=test_rows)
+        test = read_label_table(test_csv, image_root=image_root, **{**options, "class_names": table.class_names},
+                                split=test_rows)
         if val_fraction > 0:
             train_idx, val_idx = holdout_split(table, val_fraction, seed)
         else:
