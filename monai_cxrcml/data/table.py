@@ -167,7 +167,8 @@ def _raw_header(path: Path) -> pd.Index:
     return _read(path, nrows=0).columns
 
 
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+"""``open`` of each compressed file suffix pandas infers (a plain file opens with ``open``)."""
 
 
 def check_field_counts(path: str | os.PathLike) -> None:
@@ -182,7 +183,7 @@ def check_field_counts(path: str | os.PathLike) -> None:
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return
-    with _OPENERS.get(suffix, open)(path, "rb") as f:
+    with OPENERS.get(suffix, open)(path, "rb") as f:
         data = f.read()
     if b'"' in data:
         return
