@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from monai_cxrcml.data.formats import LABEL_FORMATS
 from monai_cxrcml.networks import PROMPT_PRESETS, PromptSet
 from monai_cxrcml.protocols import PROTOCOLS
 
@@ -20,6 +21,7 @@ __all__ = [
     "add_scoring_options",
     "fold_kwargs",
     "model_kwargs",
+    "parse_class_map",
     "parse_classes",
     "parse_prompts",
     "scoring_kwargs",
@@ -50,6 +52,21 @@ def parse_prompts(value: str | None) -> str | dict | None:
         raise ValueError(f"{path}: a prompt file holds a mapping with 'positive', 'negative' and 'overrides'.")
     PromptSet.create(mapping)  # fail here, naming the file, rather than after the model is built
     return dict(mapping)
+
+
+def parse_class_map(value: str | None) -> dict[str, str] | None:
+    """``--class-map``: a JSON or YAML file holding ``{class of the evaluated file: name to score it under}``."""
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"--class-map {value!r}: not a file. Pass a JSON/YAML file like {{\"COPD signs\": "
+                         "\"Emphysema\"}.")
+    text = path.read_text()
+    mapping = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    if not isinstance(mapping, Mapping) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ValueError(f"{path}: a class map holds a mapping of class names to the names to score them under.")
+    return {str(k): v for k, v in mapping.items()}
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -101,10 +118,13 @@ def add_fold_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-split", help="the same for --test-csv")
     parser.add_argument("--uncertain", choices=["negative", "positive", "mask"])
     parser.add_argument("--blank", choices=["negative", "positive", "mask"])
+    parser.add_argument("--label-format", choices=sorted(LABEL_FORMATS),
+                        help="format of --csv (default: found from its header)")
 
 
 def fold_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of :func:`~monai_cxrcml.calibration.calibrate` / ``evaluate`` for the fold options."""
     return {"csv": args.csv, "image_root": args.image_root, "fold": args.fold, "num_folds": args.num_folds,
             "seed": args.seed, "val_fraction": args.val_fraction, "test_csv": args.test_csv, "split": args.split,
-            "test_split": args.test_split, "uncertain": args.uncertain, "blank": args.blank}
+            "test_split": args.test_split, "uncertain": args.uncertain, "blank": args.blank,
+            "label_format": args.label_format}

@@ -25,7 +25,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "chexpert": ("read_chexpert_csv",),
     "cxrlt": ("read_cxrlt_csv",),
     "films": ("FilmReadError", "read_film"),
-    "fold": ("FoldData", "load_fold"),
+    "fold": ("FoldData", "load_fold", "load_test_set"),
     "formats": ("LABEL_FORMATS", "detect_label_format", "read_label_table"),
     "folder": ("IMAGE_EXTENSIONS", "list_image_folder"),
     "image_list": ("read_image_list",),
@@ -45,6 +45,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "patient_matrix",
     ),
     "table": ("LABEL_POLICIES", "LabelTable"),
+    "vocabulary": ("ClassMatch", "map_class_names", "synonyms"),
     "vindr": ("VINDR_CLASSES", "read_vindr_csv"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

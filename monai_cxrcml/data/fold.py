@@ -25,7 +25,7 @@ from .groups import base_rare_groups, prevalence_groups
 from .splits import fold_report, fold_split, holdout_split
 from .table import LabelTable, csv_header
 
-__all__ = ["FoldData", "load_fold", "PARTS"]
+__all__ = ["FoldData", "load_fold", "load_test_set", "PARTS"]
 
 PARTS = ("train", "val", "test")
 Part = Literal["train", "val", "test"]
@@ -46,7 +46,8 @@ class FoldData:
     report
         Positives per class and part (:func:`~monai_cxrcml.data.splits.fold_report`; column ``part``).
     fold, num_folds
-        Which fold this is (``num_folds = 0`` when the test part came from its own file).
+        Which fold this is (``num_folds = 0`` when the test part came from its own file, or is a whole file:
+        :func:`load_test_set`).
     """
 
     train: LabelTable
@@ -151,8 +152,52 @@ def load_fold(
                 f"{test_csv} shares {len(shared)} patient(s) with {csv} (e.g. {sorted(shared)[:3]}): a test set must "
                 "hold unseen patients. Use CXR-LT's development/test files, or leave test_csv unset to cut a fold."
             )
-    groups = base_rare_groups(train, rare_threshold, group_by)
-    prevalence = prevalence_groups(train, (rare_threshold, common_threshold), group_by)
+    return _fold_data(train, val, test, train, (rare_threshold, common_threshold), group_by, min_positives, fold,
+                      num_folds)
+
+
+def load_test_set(
+    csv: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    class_names: Sequence[str] | str | None = None,
+    split: str | Sequence[str] | None = None,
+    frontal_only: bool = True,
+    uncertain: str = "negative",
+    blank: str = "negative",
+    group_by: str = "auto",
+    rare_threshold: float = 1000,
+    common_threshold: float = 10000,
+    min_positives: int = 10,
+    check_files: bool = False,
+    label_format: str | None = None,
+    label_options: Mapping[str, object] | None = None,
+) -> FoldData:
+    """A whole label file as the test part: zero-shot evaluation on a data set the model was not trained on.
+
+    The train and val parts are empty and ``fold = num_folds = 0``; the groups come from the file's own counts
+    (``group_by`` applied to the test table), since there is no training part. Parameters as in :func:`load_fold`.
+    """
+    table = read_label_table(csv, label_format, image_root=image_root, class_names=class_names,
+                             frontal_only=frontal_only, uncertain=uncertain, blank=blank, check_files=check_files,
+                             split=_chosen_split(csv, split, "split", "train_split"), **dict(label_options or {}))
+    empty = table.subset(np.zeros(0, dtype=np.int64))
+    return _fold_data(empty, empty, table, table, (rare_threshold, common_threshold), group_by, min_positives, 0, 0)
+
+
+def _fold_data(
+    train: LabelTable,
+    val: LabelTable,
+    test: LabelTable,
+    counted: LabelTable,
+    thresholds: tuple[float, float],
+    group_by: str,
+    min_positives: int,
+    fold: int,
+    num_folds: int,
+) -> FoldData:
+    """The parts with the groups of ``counted`` (the training part, or the test set itself) and the fold report."""
+    groups = base_rare_groups(counted, thresholds[0], group_by)
+    prevalence = prevalence_groups(counted, thresholds, group_by)
     parts = {"train": train, "val": val, "test": test}
     report = pd.concat(
         [fold_report(part, {name: np.arange(len(part))}, min_positives) for name, part in parts.items() if len(part)],
@@ -179,7 +224,8 @@ def _log_fold(parts: dict[str, LabelTable], report: pd.DataFrame, fold: int, num
     sizes = ", ".join(
         f"{name} {len(t)} films / {t.frame.subject_id.nunique()} patients" for name, t in parts.items()
     )
-    where = f"fold {fold} of {num_folds}" if num_folds else "separate test file"
+    where = f"fold {fold} of {num_folds}" if num_folds else "separate test file" if len(parts["train"]) else \
+        "the whole file as the test part"
     logger.info("data (%s): %s.", where, sizes)
     for (part, status), rows in report[report.status != "ok"].groupby(["part", "status"], sort=False):
         why = "no positive or no negative film: AUC undefined" if status == "unscorable" else "few positive patients"
