@@ -33,7 +33,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "mimic": ("FRONTAL_VIEWS", "mimic_relative_path", "read_mimic_chexpert"),
     "nih": ("NIH_CLASSES", "read_nih_csv"),
     "padchest": ("read_padchest_csv",),
-    "phantom": ("ensure_phantom", "make_phantom"),
+    "phantom": ("ensure_phantom", "make_phantom", "make_table_phantom", "phantom_label_file", "torchxrayvision_table"),
     "sampler": ("ClusterBalancedSampler",),
     "seeded": ("EpochSeededDataset", "item_seed"),
     "splits": (

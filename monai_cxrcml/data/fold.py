@@ -22,6 +22,7 @@ import pandas as pd
 
 from .formats import read_label_table
 from .groups import base_rare_groups, prevalence_groups
+from .reports import attach_reports
 from .splits import fold_report, fold_split, holdout_split
 from .table import LabelTable, csv_header
 
@@ -96,6 +97,7 @@ def load_fold(
     check_files: bool = False,
     label_format: str | None = None,
     label_options: Mapping[str, object] | None = None,
+    reports_dir: str | os.PathLike | None = None,
 ) -> FoldData:
     """Read a label file and cut one patient-level fold.
 
@@ -128,11 +130,17 @@ def load_fold(
         The format of ``csv`` and ``test_csv`` (``None``: found from each file's header).
     label_options
         Options of one format's reader (VinDr-CXR's ``rule``: ``"any"`` or ``"majority"``).
+    reports_dir
+        MIMIC-CXR's reports root (the folder holding ``files/pXX/pSUBJECT/sSTUDY.txt``): every film then carries
+        its study's ``findings`` and ``impression`` (:func:`~monai_cxrcml.data.reports.attach_reports`), which the
+        caption recipe may use.
     """
     options = dict(label_format=label_format, class_names=class_names, frontal_only=frontal_only,
                    uncertain=uncertain, blank=blank, check_files=check_files, **dict(label_options or {}))
     table = read_label_table(csv, image_root=image_root, **options,
                              split=_chosen_split(csv, split, "split", "train_split"))
+    if reports_dir is not None:
+        table = attach_reports(table, reports_dir)
     if test_csv is None:
         train_idx, val_idx, test_idx = fold_split(table, fold, num_folds, seed, val_fraction)
         train, val, test = (table.subset(i) for i in (train_idx, val_idx, test_idx))
@@ -140,6 +148,8 @@ def load_fold(
         test_rows = _chosen_split(test_csv, test_split, "test_split", "test_split")
         test = read_label_table(test_csv, image_root=image_root, **{**options, "class_names": table.class_names},
                                 split=test_rows)
+        if reports_dir is not None:
+            test = attach_reports(test, reports_dir)
         if val_fraction > 0:
             train_idx, val_idx = holdout_split(table, val_fraction, seed)
         else:
