@@ -18,7 +18,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["MAPPINGS", "VOCABULARIES", "ClassMatch", "class_concepts", "concept_of", "map_class_names", "synonyms"]
+import pandas as pd
+
+__all__ = [
+    "MAPPINGS",
+    "VOCABULARIES",
+    "ClassMatch",
+    "class_concepts",
+    "class_mapping_frame",
+    "concept_of",
+    "map_class_names",
+    "synonyms",
+]
 
 MAPPINGS: tuple[str, ...] = ("model_class", "mapped", "own_name")
 """How a class was scored: under the model's own class name, under a synonym from a mapping, or from its own name."""
@@ -127,3 +138,10 @@ def map_class_names(
         raise ValueError(f"classes {sources} would be scored under one name: give them distinct names in the class "
                          "mapping.")
     return matches
+
+
+def class_mapping_frame(matches: Sequence[ClassMatch]) -> pd.DataFrame:
+    """Per class of the evaluated file (index): ``scored_name`` and ``mapping`` (``model_class``, ``mapped`` or
+    ``own_name``), the columns added to ``per_class.csv`` and ``metrics.json``."""
+    return pd.DataFrame({"scored_name": [m.scored for m in matches], "mapping": [m.mapping for m in matches]},
+                        index=pd.Index([m.source for m in matches], name="class"))

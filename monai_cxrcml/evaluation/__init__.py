@@ -16,12 +16,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import pandas as pd
 import torch
 from monai.data import DataLoader, Dataset
 
 from monai_cxrcml.data import load_fold, load_test_set
-from monai_cxrcml.data.vocabulary import ClassMatch, map_class_names
+from monai_cxrcml.data.vocabulary import class_mapping_frame, map_class_names
 from monai_cxrcml.engines import ZeroShotEvaluator
 from monai_cxrcml.handlers import MetricsReportWriter, MultiLabelAUC, PredictionWriter
 from monai_cxrcml.metrics import MultiLabelReport
@@ -30,7 +29,7 @@ from monai_cxrcml.networks import PromptSet
 from monai_cxrcml.protocols import ScoringProtocol
 from monai_cxrcml.transforms import skip_unreadable_collate
 
-__all__ = ["PARTS", "class_mapping_frame", "evaluate"]
+__all__ = ["PARTS", "evaluate"]
 
 PARTS: tuple[str, ...] = ("test", "val", "train", "all")
 """What :func:`evaluate` scores: a part of the fold, or ``"all"``: the whole file (frontal films)."""
@@ -154,10 +153,3 @@ def evaluate(
     evaluator.run()
     logger.info("evaluation written to %s", Path(output_dir).resolve())
     return evaluator.state.metric_details["macro_auc"].with_class_info(mapping)
-
-
-def class_mapping_frame(matches: Sequence[ClassMatch]) -> pd.DataFrame:
-    """Per class of the evaluated file (index): ``scored_name`` and ``mapping`` (``model_class``, ``mapped`` or
-    ``own_name``), the columns added to ``per_class.csv`` and ``metrics.json``."""
-    return pd.DataFrame({"scored_name": [m.scored for m in matches], "mapping": [m.mapping for m in matches]},
-                        index=pd.Index([m.source for m in matches], name="class"))

@@ -17,6 +17,7 @@ from monai.data import Dataset
 from monai.data.utils import list_data_collate
 
 from monai_cxrcml.cli.evaluation import main
+from monai_cxrcml.cli.inference import main as inference_main
 from monai_cxrcml.data import load_test_set, read_label_table
 from monai_cxrcml.data.nih import NIH_CLASSES
 from monai_cxrcml.data.phantom import make_table_phantom, phantom_label_file
@@ -98,3 +99,19 @@ def test_training_on_an_nih_format_file_through_the_bundle(nih_phantom, tmp_path
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["n_images"] == metrics["n_images"]
     assert {c["mapping"] for c in again["per_class"].values()} == {"model_class"}
+
+
+def test_submission_for_an_nih_file_has_its_columns_scored_under_the_model_names(trained, nih_phantom, tmp_path):
+    label_file = phantom_label_file(nih_phantom)
+    output = tmp_path / "submission.csv"
+    assert inference_main([str(label_file), "--model", str(trained), "--output", str(output), "--num-workers", "0",
+                           "--device", "cpu"]) == 0
+    submission = pd.read_csv(output)
+    assert submission.columns.tolist() == ["dicom_id", *NIH_CLASSES]
+    assert len(submission) == len(pd.read_csv(label_file))  # every row, all views
+    classes = pd.read_csv(tmp_path / "submission.classes.csv", index_col="class")
+    assert classes.loc["Effusion"].tolist() == ["Pleural Effusion", "mapped"]
+    assert run(["--model", str(trained), "--csv", str(label_file), "--output-dir", str(tmp_path / "eval")]) == 0
+    saved = np.load(tmp_path / "eval" / "predictions.npz")
+    rows = submission.set_index("dicom_id").loc[saved["dicom_id"], list(NIH_CLASSES)].to_numpy()
+    np.testing.assert_allclose(rows, saved["pred"], atol=1e-5)  # the evaluation scores the same way
