@@ -10,6 +10,10 @@ folder, exactly the files a CXR-LT 2024 user holds::
 Command line: ``python -m monai_cxrcml.data.phantom OUT_DIR --patients 800 --size 256 --seed 0 [--jobs 2]``.
 The same arguments give byte-identical CSVs and images, whatever ``--jobs`` is.
 
+With ``--labels FILE`` (:func:`make_table_phantom`) the labels, patients and views are instead those of patients
+drawn from a real label table of any format (NIH, PadChest, CheXpert, VinDr-CXR, CXR-LT); their rows are copied
+into a file of the same format and name, and only the films are drawn (the rules below are the CXR-LT phantom's).
+
 Cohort
 ------
 Patients are split disjointly into train / development / test (default 70/10/20 %). Each patient has 1-8

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _real_tables import NIH, PADCHEST, requires_tables, table
+from _real_tables import CHEXPERT, NIH, PADCHEST, VINDR, requires_tables, table
 from PIL import Image
 
-from monai_cxrcml.data import detect_label_format, read_label_table
+from monai_cxrcml.data import detect_label_format, read_film, read_label_table
 from monai_cxrcml.data.phantom import ensure_phantom, main, make_table_phantom, phantom_label_file
 from monai_cxrcml.data.phantom_signs import SIGNS, Canvas, GeneratedSign, sample_anatomy, sign_for
 
@@ -117,3 +117,13 @@ def test_table_phantom_refuses_a_foreign_folder_and_too_many_patients(tmp_path):
         make_table_phantom(tmp_path / "mine", labels, patients=1, size=64)
     with pytest.raises(ValueError, match=r"nih\.csv holds 2 patients: patients=3 cannot be drawn"):
         make_table_phantom(tmp_path / "new", labels, patients=3, size=64)
+
+
+@requires_tables
+@pytest.mark.parametrize("name, suffix", [(CHEXPERT, ".jpg"), (VINDR, ".dicom")])
+def test_chexpert_and_vindr_phantoms_are_read_back_with_their_films(tmp_path, name, suffix):
+    out = make_table_phantom(tmp_path / "phantom", table(name), patients=6, size=64)
+    read = read_label_table(phantom_label_file(out), frontal_only=False, check_files=True)
+    assert read.frame["subject_id"].nunique() == 6 and read.frame["image"].str.endswith(suffix).all()
+    film = read_film(read.frame["image"].iloc[0])  # found from the content, whatever the suffix
+    assert film.shape[0] == 64 and 48 < film.shape[1] < 64
