@@ -115,3 +115,13 @@ def test_submission_for_an_nih_file_has_its_columns_scored_under_the_model_names
     saved = np.load(tmp_path / "eval" / "predictions.npz")
     rows = submission.set_index("dicom_id").loc[saved["dicom_id"], list(NIH_CLASSES)].to_numpy()
     np.testing.assert_allclose(rows, saved["pred"], atol=1e-5)  # the evaluation scores the same way
+
+
+def test_bare_checkpoint_with_the_chexzero_protocol_on_nih(trained, nih_phantom, tmp_path):
+    assert run(["--checkpoint", str(trained / "models" / "model.pt"), "--model-name", "cxrcml-cnn", "--image-size",
+                "64", "--normalization", "clip", "--protocol", "chexzero", "--csv",
+                str(phantom_label_file(nih_phantom)), "--output-dir", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["protocol"]["name"] == "chexzero"
+    # a bare checkpoint's classes are CXR-LT 2024's: NIH's Effusion is scored as CXR-LT's Pleural Effusion
+    assert metrics["per_class"]["Effusion"]["scored_name"] == "Pleural Effusion"
