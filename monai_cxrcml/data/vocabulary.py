@@ -123,7 +123,8 @@ def map_class_names(
     for name in source_names:
         if name in user_mapping:
             target = user_mapping[name]
-            matches.append(ClassMatch(name, target, "model_class" if target == name and name in model else "mapped"))
+            kind = "mapped" if target != name else "model_class" if name in model else "own_name"
+            matches.append(ClassMatch(name, target, kind))
         elif name in model:
             matches.append(ClassMatch(name, name, "model_class"))
         elif synonyms(name):

@@ -66,6 +66,8 @@ def test_padchest_names_scored_by_a_model_trained_on_synonyms_and_own_names():
 def test_user_mapping_first_and_unknown_class_named():
     matches = map_class_names(["COPD signs", "normal"], ["Emphysema"], {"COPD signs": "Emphysema"})
     assert [(m.scored, m.mapping) for m in matches] == [("Emphysema", "mapped"), ("Normal", "mapped")]
+    kept = map_class_names(["Effusion", "Mass"], ["Mass", "Pleural Effusion"], {"Effusion": "Effusion", "Mass": "Mass"})
+    assert [(m.scored, m.mapping) for m in kept] == [("Effusion", "own_name"), ("Mass", "model_class")]
     with pytest.raises(ValueError, match=r"the class mapping names \['Efusion'\].*\['Effusion', 'Mass'\]"):
         map_class_names(["Effusion", "Mass"], user_mapping={"Efusion": "Pleural Effusion"})
 
