@@ -709,12 +709,13 @@ def torchxrayvision_table(name: str) -> Path:
 
 
 def phantom_label_file(out_dir: str | os.PathLike) -> Path:
-    """The label file of the table phantom in ``out_dir`` (named as its source, without compression suffix)."""
+    """The label file training reads in the phantom at ``out_dir``: a table phantom's copy of its source (named as
+    the source, without compression suffix), a CXR-LT phantom's ``train_labeled.csv``."""
     manifest = Path(out_dir) / MANIFEST
-    if not manifest.is_file() or "label_file" not in json.loads(manifest.read_text()):
-        raise FileNotFoundError(f"{out_dir} holds no table phantom (no {MANIFEST} with a label_file): make one with "
-                                "python -m monai_cxrcml.data.phantom OUT --labels FILE.")
-    return Path(out_dir) / json.loads(manifest.read_text())["label_file"]
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{out_dir} holds no phantom (no {MANIFEST}): make one with python -m "
+                                "monai_cxrcml.data.phantom OUT [--labels FILE].")
+    return Path(out_dir) / json.loads(manifest.read_text()).get("label_file", SPLIT_FILES["train"])
 
 
 def _sha256(path: Path) -> str:

@@ -1,18 +1,12 @@
 """Reader of VinDr-CXR annotation files (VinBigData's ``train.csv``; PhysioNet's ``annotations_train.csv``).
 
-Schema: one row per box (or per "No finding" verdict) and radiologist: ``image_id, class_name, class_id, rad_id,
-x_min, y_min, x_max, y_max``. Each training image was read by three radiologists (17 in all, ``R1``..``R17``).
-
-Image-level labels (``rule``): let ``k`` be the number of distinct radiologists who drew at least one box of a
-class on an image, and ``n`` the number who read the image (distinct ``rad_id``). The class is positive when
-
-- ``"any"`` (default, as torchxrayvision reads the file): ``k >= 1``;
-- ``"majority"``: ``k > n / 2`` (2 of 3 readers).
-
-``No finding`` is then positive exactly when no other class is: it is the verdict of the aggregated labels, not a
-vote of its own. A file without ``rad_id`` (a consensus file) counts each image as read once. A radiologist who
-marks ``No finding`` and a finding on the same image contradicts himself: an error naming both lines.
-
+Schema: one row per box (or "No finding" verdict) and radiologist: ``image_id, class_name, class_id, rad_id,
+x_min, y_min, x_max, y_max``; each training image was read by three of 17 radiologists (``R1``..``R17``).
+Image-level labels (``rule``), with ``k`` the radiologists who drew a class on an image and ``n`` those who read it
+(distinct ``rad_id``): ``"any"`` (default, as torchxrayvision reads the file) ``k >= 1``; ``"majority"``
+``k > n / 2`` (2 of 3). ``No finding`` is positive exactly when no other class is: the verdict of the aggregated
+labels, not a vote. A file without ``rad_id`` (a consensus file) counts each image as read once. A radiologist
+marking ``No finding`` and a finding on one image is an error naming both lines.
 VinDr-CXR has no patient ids and no studies: ``subject_id`` and ``study_id`` are the ``image_id`` (folds are then
 image-level). It holds frontal films only (``view`` ``"FRONTAL"``). The film is ``<image_root>/<image_id>.dicom``.
 """

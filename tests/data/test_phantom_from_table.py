@@ -127,3 +127,9 @@ def test_chexpert_and_vindr_phantoms_are_read_back_with_their_films(tmp_path, na
     assert read.frame["subject_id"].nunique() == 6 and read.frame["image"].str.endswith(suffix).all()
     film = read_film(read.frame["image"].iloc[0])  # found from the content, whatever the suffix
     assert film.shape[0] == 64 and 48 < film.shape[1] < 64
+
+
+def test_label_file_of_a_cxrlt_phantom_and_of_no_phantom(phantom_dir, tmp_path):
+    assert phantom_label_file(phantom_dir) == phantom_dir / "train_labeled.csv"
+    with pytest.raises(FileNotFoundError, match="holds no phantom"):
+        phantom_label_file(tmp_path)
