@@ -2,9 +2,10 @@
 
 :func:`summarize_label_file` is the first thing to run on a new file (``python -m monai_cxrcml.data.summary FILE``,
 :mod:`monai_cxrcml.cli.summary`). Counts are positive images under the given uncertain/blank policies, over all
-rows and over the frontal rows training uses; uncertain (-1) and blank cells are counted per class where the
-format has them. The base/rare and common/medium/rare groups are those :func:`~monai_cxrcml.data.load_fold` would
-give if the whole frontal file were the training part (:mod:`~monai_cxrcml.data.groups`).
+rows and over the frontal rows training uses (a row is a film: VinDr-CXR's box rows are aggregated per image
+first); uncertain (-1) and blank cells are counted per class where the format has them. The base/rare and
+common/medium/rare groups are those :func:`~monai_cxrcml.data.load_fold` would give if the whole frontal file were
+the training part (:mod:`~monai_cxrcml.data.groups`).
 """
 
 from __future__ import annotations
