@@ -101,6 +101,7 @@ def calibrate(
     uncertain: str | None = None,
     blank: str | None = None,
     class_names: Sequence[str] | str | None = None,
+    label_format: str | None = None,
     part: str = "val",
     per_class: bool = False,
     bias: bool = False,
@@ -127,6 +128,8 @@ def calibrate(
         The training label file, its film root and the :func:`~monai_cxrcml.data.load_fold` settings; None: the
         training run's, recorded in a bundle's provenance (:func:`~monai_cxrcml.model_bundle.fold_arguments`),
         else ``load_fold``'s defaults and the model's classes.
+    label_format
+        The format of ``csv`` (None: found from its header).
     part
         ``"val"`` (default; ``"test"`` would leak the test part into the calibration).
     per_class, bias, n_bins, min_count
@@ -153,7 +156,7 @@ def calibrate(
                          "export it as a bundle first (python -m monai_cxrcml.export).")
     given = {"csv": csv, "image_root": image_root, "fold": fold, "num_folds": num_folds, "seed": seed,
              "val_fraction": val_fraction, "test_csv": test_csv, "split": split, "test_split": test_split,
-             "uncertain": uncertain, "blank": blank, "class_names": class_names}
+             "uncertain": uncertain, "blank": blank, "class_names": class_names, "label_format": label_format}
     arguments = fold_arguments(trained, given)
     data = load_fold(**arguments)
     table = data.part(part)

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from monai_cxrcml.data.classes import class_selection
+from monai_cxrcml.data.formats import LABEL_FORMATS
 from monai_cxrcml.networks import PROMPT_PRESETS, read_prompts
 from monai_cxrcml.protocols import PROTOCOLS
 
@@ -69,10 +70,13 @@ def add_fold_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-split", help="the same for --test-csv")
     parser.add_argument("--uncertain", choices=["negative", "positive", "mask"])
     parser.add_argument("--blank", choices=["negative", "positive", "mask"])
+    parser.add_argument("--label-format", choices=sorted(LABEL_FORMATS),
+                        help="format of --csv (default: found from its header)")
 
 
 def fold_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of :func:`~monai_cxrcml.calibration.calibrate` / ``evaluate`` for the fold options."""
     return {"csv": args.csv, "image_root": args.image_root, "fold": args.fold, "num_folds": args.num_folds,
             "seed": args.seed, "val_fraction": args.val_fraction, "test_csv": args.test_csv, "split": args.split,
-            "test_split": args.test_split, "uncertain": args.uncertain, "blank": args.blank}
+            "test_split": args.test_split, "uncertain": args.uncertain, "blank": args.blank,
+            "label_format": args.label_format}

@@ -1,7 +1,8 @@
-"""One experiment's data: a CXR-LT label file split into train/val/test by patient, with the class groups.
+"""One experiment's data: a label file split into train/val/test by patient, with the class groups.
 
 This is the single call a bundle config makes to go from a label file to MONAI datalists:
-``load_fold(train_csv, image_root, fold=0)`` reads the file (frontal films by default), cuts the patient-level
+``load_fold(train_csv, image_root, fold=0)`` reads the file (any format of
+:data:`~monai_cxrcml.data.formats.LABEL_FORMATS`, frontal films by default), cuts the patient-level
 stratified fold (test = fold ``fold`` of ``num_folds``, i.e. the paper's 80:20 with 5 folds; validation carved
 from the training patients), groups the classes by their prevalence in the training part, and logs a report
 that flags classes too thin to score. With ``test_csv`` (e.g. CXR-LT's ``development_labeled_task1.csv``) the
@@ -12,19 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from .cxrlt import read_cxrlt_csv
+from .formats import read_label_table
 from .groups import base_rare_groups, prevalence_groups
+from .reports import attach_reports
 from .splits import fold_report, fold_split, holdout_split
 from .table import LabelTable, csv_header
 
-__all__ = ["FoldData", "load_fold", "PARTS"]
+__all__ = ["FoldData", "load_fold", "load_test_set", "PARTS"]
 
 PARTS = ("train", "val", "test")
 Part = Literal["train", "val", "test"]
@@ -45,7 +47,8 @@ class FoldData:
     report
         Positives per class and part (:func:`~monai_cxrcml.data.splits.fold_report`; column ``part``).
     fold, num_folds
-        Which fold this is (``num_folds = 0`` when the test part came from its own file).
+        Which fold this is (``num_folds = 0`` when the test part came from its own file, or is a whole file:
+        :func:`load_test_set`).
     """
 
     train: LabelTable
@@ -92,17 +95,21 @@ def load_fold(
     common_threshold: float = 10000,
     min_positives: int = 10,
     check_files: bool = False,
+    label_format: str | None = None,
+    label_options: Mapping[str, object] | None = None,
+    reports_dir: str | os.PathLike | None = None,
 ) -> FoldData:
-    """Read a CXR-LT label file and cut one patient-level fold.
+    """Read a label file and cut one patient-level fold.
 
     Parameters
     ----------
     csv
-        CXR-LT label file (``train_labeled.csv`` schema).
+        Label file of any format of :data:`~monai_cxrcml.data.formats.LABEL_FORMATS` (CXR-LT's
+        ``train_labeled.csv``, NIH, PadChest, CheXpert, VinDr-CXR).
     image_root
-        Folder that ``fpath`` is relative to (default: the CSV's folder).
+        Folder the file's image paths are relative to (default: the CSV's folder).
     class_names
-        Classes to read (default: the 40 CXR-LT 2024 classes).
+        Classes to read (default: the 40 CXR-LT 2024 classes for a CXR-LT file, the file's own classes otherwise).
     fold, num_folds, seed
         Test part = fold ``fold`` of ``num_folds`` patient-level stratified folds drawn with ``seed``.
     val_fraction
@@ -114,21 +121,35 @@ def load_fold(
         e.g. ``"train"`` and ``"test"``; such a file without a chosen split is refused, since its rows mix the
         challenge's training, development and test patients.
     frontal_only, uncertain, blank, check_files
-        See :func:`~monai_cxrcml.data.cxrlt.read_cxrlt_csv`.
+        See :func:`~monai_cxrcml.data.formats.read_label_table`.
     group_by, rare_threshold, common_threshold
         See :mod:`~monai_cxrcml.data.groups`.
     min_positives
         Classes with fewer positive patients in a part are flagged "thin" in the report and the log.
+    label_format
+        The format of ``csv`` and ``test_csv`` (``None``: found from each file's header).
+    label_options
+        Options of one format's reader (VinDr-CXR's ``rule``: ``"any"`` or ``"majority"``).
+    reports_dir
+        MIMIC-CXR's reports root (the folder holding ``files/pXX/pSUBJECT/sSTUDY.txt``): every film then carries
+        its study's ``findings`` and ``impression`` (:func:`~monai_cxrcml.data.reports.attach_reports`), which the
+        caption recipe may use.
     """
-    options = dict(class_names=class_names, frontal_only=frontal_only, uncertain=uncertain, blank=blank,
-                   check_files=check_files)
-    table = read_cxrlt_csv(csv, image_root, **options, split=_chosen_split(csv, split, "split", "train_split"))
+    options = dict(label_format=label_format, class_names=class_names, frontal_only=frontal_only,
+                   uncertain=uncertain, blank=blank, check_files=check_files, **dict(label_options or {}))
+    table = read_label_table(csv, image_root=image_root, **options,
+                             split=_chosen_split(csv, split, "split", "train_split"))
+    if reports_dir is not None:
+        table = attach_reports(table, reports_dir)
     if test_csv is None:
         train_idx, val_idx, test_idx = fold_split(table, fold, num_folds, seed, val_fraction)
         train, val, test = (table.subset(i) for i in (train_idx, val_idx, test_idx))
     else:
         test_rows = _chosen_split(test_csv, test_split, "test_split", "test_split")
-        test = read_cxrlt_csv(test_csv, image_root, **{**options, "class_names": table.class_names}, split=test_rows)
+        test = read_label_table(test_csv, image_root=image_root, **{**options, "class_names": table.class_names},
+                                split=test_rows)
+        if reports_dir is not None:
+            test = attach_reports(test, reports_dir)
         if val_fraction > 0:
             train_idx, val_idx = holdout_split(table, val_fraction, seed)
         else:
@@ -141,8 +162,52 @@ def load_fold(
                 f"{test_csv} shares {len(shared)} patient(s) with {csv} (e.g. {sorted(shared)[:3]}): a test set must "
                 "hold unseen patients. Use CXR-LT's development/test files, or leave test_csv unset to cut a fold."
             )
-    groups = base_rare_groups(train, rare_threshold, group_by)
-    prevalence = prevalence_groups(train, (rare_threshold, common_threshold), group_by)
+    return _fold_data(train, val, test, train, (rare_threshold, common_threshold), group_by, min_positives, fold,
+                      num_folds)
+
+
+def load_test_set(
+    csv: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    class_names: Sequence[str] | str | None = None,
+    split: str | Sequence[str] | None = None,
+    frontal_only: bool = True,
+    uncertain: str = "negative",
+    blank: str = "negative",
+    group_by: str = "auto",
+    rare_threshold: float = 1000,
+    common_threshold: float = 10000,
+    min_positives: int = 10,
+    check_files: bool = False,
+    label_format: str | None = None,
+    label_options: Mapping[str, object] | None = None,
+) -> FoldData:
+    """A whole label file as the test part: zero-shot evaluation on a data set the model was not trained on.
+
+    The train and val parts are empty and ``fold = num_folds = 0``; the groups come from the file's own counts
+    (``group_by`` applied to the test table), since there is no training part. Parameters as in :func:`load_fold`.
+    """
+    table = read_label_table(csv, label_format, image_root=image_root, class_names=class_names,
+                             frontal_only=frontal_only, uncertain=uncertain, blank=blank, check_files=check_files,
+                             split=_chosen_split(csv, split, "split", "train_split"), **dict(label_options or {}))
+    empty = table.subset(np.zeros(0, dtype=np.int64))
+    return _fold_data(empty, empty, table, table, (rare_threshold, common_threshold), group_by, min_positives, 0, 0)
+
+
+def _fold_data(
+    train: LabelTable,
+    val: LabelTable,
+    test: LabelTable,
+    counted: LabelTable,
+    thresholds: tuple[float, float],
+    group_by: str,
+    min_positives: int,
+    fold: int,
+    num_folds: int,
+) -> FoldData:
+    """The parts with the groups of ``counted`` (the training part, or the test set itself) and the fold report."""
+    groups = base_rare_groups(counted, thresholds[0], group_by)
+    prevalence = prevalence_groups(counted, thresholds, group_by)
     parts = {"train": train, "val": val, "test": test}
     report = pd.concat(
         [fold_report(part, {name: np.arange(len(part))}, min_positives) for name, part in parts.items() if len(part)],
@@ -169,7 +234,8 @@ def _log_fold(parts: dict[str, LabelTable], report: pd.DataFrame, fold: int, num
     sizes = ", ".join(
         f"{name} {len(t)} films / {t.frame.subject_id.nunique()} patients" for name, t in parts.items()
     )
-    where = f"fold {fold} of {num_folds}" if num_folds else "separate test file"
+    where = f"fold {fold} of {num_folds}" if num_folds else "separate test file" if len(parts["train"]) else \
+        "the whole file as the test part"
     logger.info("data (%s): %s.", where, sizes)
     for (part, status), rows in report[report.status != "ok"].groupby(["part", "status"], sort=False):
         why = "no positive or no negative film: AUC undefined" if status == "unscorable" else "few positive patients"

@@ -1,4 +1,4 @@
-"""Films to score at inference: a CXR-LT-style CSV, a folder, or a list of files, as a MONAI datalist.
+"""Films to score at inference: a CXR-LT-style CSV, another data set's label file, a folder, or a list of files.
 
 Every item has ``image`` (absolute path) and ``id``, the value the submission's first column holds:
 
@@ -6,6 +6,8 @@ Every item has ``image`` (absolute path) and ``id``, the value the submission's 
   or an unlabelled test list): one item per row, in file order, all views kept (a submission must answer every
   row); ``id`` = ``dicom_id``, and ``study_id`` is carried when the file has it (for study-level aggregation).
   Label columns, if any, are ignored.
+- a label file of another format (NIH, PadChest, CheXpert, VinDr-CXR; :mod:`~monai_cxrcml.data.formats`): one
+  item per image, all views kept, ``id`` = the format's image id, ``study_id`` carried.
 - a folder: every image under it (:func:`~monai_cxrcml.data.folder.list_image_folder`); ``id`` = the path
   relative to the folder.
 - a list of files: ``id`` = each path as given.
@@ -18,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .folder import list_image_folder
-from .table import read_csv_columns, require_unique, require_values, resolve_image_paths
+from .formats import read_label_table
+from .table import csv_header, read_csv_columns, require_unique, require_values, resolve_image_paths
 
 __all__ = ["read_image_list", "ID_COLUMN_OF"]
 
@@ -43,7 +46,8 @@ def read_image_list(
     FileNotFoundError
         For a missing CSV or folder, or a listed file that does not exist (all such files are named).
     ValueError
-        For a CSV without ``dicom_id``/``fpath``, with an empty cell in them, or with a duplicate ``dicom_id``.
+        For a CSV that is neither a ``dicom_id``/``fpath`` list nor a label file of a known format (the message
+        lists the formats), with an empty identifier, or with a duplicate id.
     """
     if not isinstance(source, (str, os.PathLike)):
         paths = [Path(p) for p in source]
@@ -59,6 +63,11 @@ def read_image_list(
             f"{path}: not a folder and not a .csv file. Pass a CXR-LT-style CSV (dicom_id, fpath), a folder of films "
             "or a list of image files."
         )
+    if not {"dicom_id", "fpath"} <= set(csv_header(path)):
+        table = read_label_table(path, image_root=image_root, frontal_only=False)
+        return [{"image": image, "id": dicom_id, "study_id": study}
+                for image, dicom_id, study in table.frame[["image", "dicom_id", "study_id"]].itertuples(index=False)
+                ], "csv"
     frame, lines = read_csv_columns(
         path, ["dicom_id", "fpath"], optional=["study_id"], text=["dicom_id", "fpath", "study_id"],
         hint="An inference list needs dicom_id and fpath (the path of each film relative to image_root).",

@@ -133,19 +133,30 @@ def view_positions(frame: pd.DataFrame, source: str | os.PathLike = "", required
     return view
 
 
-def select_views(view: pd.Series, frontal_only: bool, unknown_view: str, source: str | os.PathLike) -> np.ndarray:
-    """Rows to keep by view: ``np.bool_ [N]``. All rows when ``frontal_only`` is False; logs what it drops."""
+def select_views(
+    view: pd.Series,
+    frontal_only: bool,
+    unknown_view: str,
+    source: str | os.PathLike,
+    frontal: np.ndarray | None = None,
+) -> np.ndarray:
+    """Rows to keep by view: ``np.bool_ [N]``. All rows when ``frontal_only`` is False; logs what it drops.
+
+    ``frontal`` (``np.bool_ [N]``) says which rows are frontal when a format's own field decides it (CheXpert's
+    ``Frontal/Lateral``, PadChest's ``Projection``); by default a row is frontal when its view is PA or AP. A row
+    whose ``view`` is ``""`` is of unknown view either way.
+    """
     if unknown_view not in UNKNOWN_VIEW_POLICIES:
         raise ValueError(f"unknown_view={unknown_view!r}: use one of {list(UNKNOWN_VIEW_POLICIES)}.")
     if not frontal_only:
         return np.ones(len(view), dtype=bool)
-    frontal = view.isin(FRONTAL_VIEWS).to_numpy()
     unknown = (view == "").to_numpy()
+    frontal = view.isin(FRONTAL_VIEWS).to_numpy() if frontal is None else np.asarray(frontal, dtype=bool) & ~unknown
     keep = frontal | (unknown if unknown_view == "keep" else False)
     other = view[~frontal & ~unknown].value_counts()
     dropped_unknown = 0 if unknown_view == "keep" else int(unknown.sum())
     logger.info(
-        "%s: kept %d frontal (PA/AP) rows%s; dropped %d of other views (%s) and %d of unknown view%s.",
+        "%s: kept %d frontal rows%s; dropped %d of other views (%s) and %d of unknown view%s.",
         source,
         int(frontal.sum()),
         f" and {int(unknown.sum())} of unknown view" if unknown_view == "keep" else "",

@@ -10,6 +10,10 @@ folder, exactly the files a CXR-LT 2024 user holds::
 Command line: ``python -m monai_cxrcml.data.phantom OUT_DIR --patients 800 --size 256 --seed 0 [--jobs 2]``.
 The same arguments give byte-identical CSVs and images, whatever ``--jobs`` is.
 
+With ``--labels FILE`` (:func:`make_table_phantom`) the labels, patients and views are instead those of patients
+drawn from a real label table of any format (NIH, PadChest, CheXpert, VinDr-CXR, CXR-LT); their rows are copied
+into a file of the same format and name, and only the films are drawn (the rules below are the CXR-LT phantom's).
+
 Cohort
 ------
 Patients are split disjointly into train / development / test (default 70/10/20 %). Each patient has 1-8
@@ -63,7 +67,10 @@ CXR-LT labels (``No Finding`` = Normal; the other 13 by name): a positive is ``1
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -81,8 +88,10 @@ import pandas as pd
 from PIL import Image
 
 from .classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_TRAIN_COUNTS, CXRLT2024_TRAIN_SIZE
+from .formats import detect_label_format, read_label_table
 from .mimic import VIEW_CODE_MEANINGS, mimic_relative_paths
-from .phantom_signs import SIGN_CATALOGUE, render_film, sample_anatomy, vary_anatomy
+from .phantom_signs import SIGN_CATALOGUE, render_film, sample_anatomy, sign_for, vary_anatomy
+from .table import OPENERS
 
 __all__ = [
     "IMPLIES",
@@ -91,9 +100,13 @@ __all__ = [
     "CXRLT_ID_COLUMNS",
     "METADATA_COLUMNS",
     "MANIFEST",
+    "TABLE_ID_COLUMNS",
     "compressed_prevalence",
     "ensure_phantom",
     "make_phantom",
+    "make_table_phantom",
+    "phantom_label_file",
+    "torchxrayvision_table",
     "main",
 ]
 
@@ -443,23 +456,48 @@ def _chexpert_table(studies: pd.DataFrame, labels: np.ndarray, seed: int) -> pd.
 
 
 def _render_one(task: tuple) -> None:
-    """Render and write one film (runs in worker processes)."""
+    """Render and write one film (runs in worker processes).
+
+    ``positives`` holds ``(class name, sign key, strength)``: the sign key seeds where the class's sign sits in the
+    study. The file format follows the name (``.png`` PNG; anything else JPEG, which the film reader finds from the
+    content whatever the name, e.g. VinDr-CXR's ``.dicom``).
+    """
     path, height, width, view, seed, patient, study, film, positives, quality = task
     anatomy = sample_anatomy(np.random.default_rng([seed, 1, patient]))
     rng = np.random.default_rng([seed, 4, study, film])
     anatomy = vary_anatomy(anatomy, rng, view)
-    strengths = {CXRLT2024_CLASSES[c]: float(min(1.0, s * rng.uniform(0.85, 1.15))) for c, s in positives}
-    sign_rngs = {CXRLT2024_CLASSES[c]: np.random.default_rng([seed, 3, study, c]) for c, _ in positives}
+    strengths = {name: float(min(1.0, s * rng.uniform(0.85, 1.15))) for name, _, s in positives}
+    sign_rngs = {name: np.random.default_rng([seed, 3, study, key]) for name, key, _ in positives}
     pixels = render_film(height, width, view, anatomy, strengths, sign_rngs, rng)
-    Image.fromarray(pixels).save(path, format="JPEG", quality=quality)
+    if str(path).lower().endswith(".png"):
+        Image.fromarray(pixels).save(path, format="PNG")
+    else:
+        Image.fromarray(pixels).save(path, format="JPEG", quality=quality)
+
+
+def _render_all(tasks: list[tuple], jobs: int) -> None:
+    """Render ``tasks`` (see :func:`_render_one`) with ``jobs`` worker processes; the files do not depend on it."""
+    if jobs == 1:
+        for task in tasks:
+            _render_one(task)
+        return
+    context = multiprocessing.get_context(
+        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        list(pool.map(_render_one, tasks, chunksize=max(1, len(tasks) // (8 * jobs))))
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to mix a new phantom into a folder holding other files; with ``overwrite`` replace an old phantom."""
+    """Refuse to mix a new phantom into a folder holding other files; with ``overwrite`` replace an old phantom.
+
+    A table phantom lists what it wrote in its manifest (``written``); a CXR-LT phantom writes the fixed set below.
+    Anything else in the folder (e.g. a film cache) stays.
+    """
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
     readme = out_dir / "README.txt"
-    is_phantom = readme.is_file() and readme.read_text(errors="replace").startswith(_README_TITLE)
+    is_phantom = readme.is_file() and readme.read_text(errors="replace").startswith(_README_TITLES)
     if not is_phantom:
         raise FileExistsError(
             f"{out_dir} is not empty and holds no phantom data set (no {readme.name} written by this generator): "
@@ -470,13 +508,21 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
             f"{out_dir} already holds a phantom data set: pass overwrite=True (--overwrite) to replace it, "
             "or choose another folder."
         )
-    shutil.rmtree(out_dir / "files", ignore_errors=True)
-    for name in [*SPLIT_FILES.values(), "labels.csv", "mimic-cxr-2.0.0-metadata.csv", "mimic-cxr-2.0.0-chexpert.csv",
-                 MANIFEST]:
-        (out_dir / name).unlink(missing_ok=True)
+    manifest = out_dir / MANIFEST
+    written = json.loads(manifest.read_text()).get("written") if manifest.is_file() else None
+    fixed = ["files", *SPLIT_FILES.values(), "labels.csv", "mimic-cxr-2.0.0-metadata.csv",
+             "mimic-cxr-2.0.0-chexpert.csv"]
+    for name in [*(written or fixed), MANIFEST, "README.txt"]:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 _README_TITLE = "Phantom CXR-LT 2024 data set (monai-cxrcml)"
+_TABLE_README_TITLE = "Phantom data set shaped by a real label table (monai-cxrcml)"
+_README_TITLES = (_README_TITLE, _TABLE_README_TITLE)
 
 
 def _readme(args: dict, counts: pd.DataFrame, n_films: int, n_studies: int, patients: int) -> str:
@@ -574,20 +620,12 @@ def make_phantom(
             int(studies.at[row.study, "patient"]),
             int(row.study),
             int(row.film),
-            [(c, float(severity[row.study, c])) for c in np.flatnonzero(labels[row.study])],
+            [(CXRLT2024_CLASSES[c], int(c), float(severity[row.study, c])) for c in np.flatnonzero(labels[row.study])],
             jpeg_quality,
         )
         for row in films.itertuples()
     ]
-    if jobs == 1:
-        for task in tasks:
-            _render_one(task)
-    else:
-        context = multiprocessing.get_context(
-            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        )
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            list(pool.map(_render_one, tasks, chunksize=max(1, len(tasks) // (8 * jobs))))
+    _render_all(tasks, jobs)
     # CXR-LT label files
     label_frame = pd.DataFrame(labels[films["study"].to_numpy()], columns=list(CXRLT2024_CLASSES))
     cxrlt = pd.concat(
@@ -641,6 +679,187 @@ def make_phantom(
     return out_dir
 
 
+TABLE_ID_COLUMNS: dict[str, str] = {"cxrlt": "dicom_id", "nih": "Image Index", "padchest": "ImageID",
+                                    "chexpert": "Path", "vindr": "image_id"}
+"""The column of each label format that names the film: the rows of the sampled films are copied by it."""
+
+_UNCERTAIN_STRENGTH = 0.35
+"""Sign strength of an uncertain (-1) label relative to a positive one: a faint sign."""
+
+_TORCHXRAYVISION_TABLES = {
+    "nih": "Data_Entry_2017_v2020.csv.gz",
+    "padchest": "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz",
+    "chexpert": "chexpert_train.csv.gz",
+    "vindr": "vinbigdata-train.csv.gz",
+}
+
+
+def torchxrayvision_table(name: str) -> Path:
+    """A real label table shipped in the torchxrayvision wheel (``nih``, ``padchest``, ``chexpert``, ``vindr``).
+
+    The package is located, not imported. Raises ``FileNotFoundError`` saying how to install it when it is absent.
+    """
+    if name not in _TORCHXRAYVISION_TABLES:
+        raise ValueError(f"{name!r}: torchxrayvision ships the tables {sorted(_TORCHXRAYVISION_TABLES)}.")
+    spec = importlib.util.find_spec("torchxrayvision")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the real {name} label table comes with torchxrayvision: pip install "
+                                "torchxrayvision==1.5.7 (or this project's test extra), or pass the file itself.")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / _TORCHXRAYVISION_TABLES[name]
+
+
+def phantom_label_file(out_dir: str | os.PathLike) -> Path:
+    """The label file training reads in the phantom at ``out_dir``: a table phantom's copy of its source (named as
+    the source, without compression suffix), a CXR-LT phantom's ``train_labeled.csv``."""
+    manifest = Path(out_dir) / MANIFEST
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{out_dir} holds no phantom (no {MANIFEST}): make one with python -m "
+                                "monai_cxrcml.data.phantom OUT [--labels FILE].")
+    return Path(out_dir) / json.loads(manifest.read_text()).get("label_file", SPLIT_FILES["train"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _table_manifest(labels: Path, label_format: str, patients: int, size: int, seed: int, jpeg_quality: int) -> dict:
+    return dict(version=PHANTOM_VERSION, labels=labels.name, labels_sha256=_sha256(labels), label_format=label_format,
+                patients=patients, size=size, seed=seed, jpeg_quality=jpeg_quality)
+
+
+def _copy_rows(source: Path, target: Path, id_column: str, ids: set[str]) -> int:
+    """Copy the header and the rows whose ``id_column`` is in ``ids`` from ``source`` to ``target``, cells verbatim."""
+    with OPENERS.get(source.suffix.lower(), open)(source, "rt", newline="") as f_in, \
+            open(target, "w", newline="") as f_out:
+        reader, writer = csv.reader(f_in), csv.writer(f_out, lineterminator="\n")
+        header = next(reader)
+        column = [c.strip() for c in header].index(id_column)
+        writer.writerow(header)
+        copied = 0
+        for row in reader:
+            if row and row[column].strip() in ids:
+                writer.writerow(row)
+                copied += 1
+    return copied
+
+
+def make_table_phantom(
+    out_dir: str | os.PathLike,
+    labels: str | os.PathLike,
+    patients: int = 300,
+    size: int = 256,
+    seed: int = 0,
+    label_format: str | None = None,
+    jpeg_quality: int = 95,
+    jobs: int = 1,
+    overwrite: bool = False,
+) -> Path:
+    """Write a phantom whose labels, patients and views are those of a real label table (synthetic films).
+
+    ``patients`` patients are drawn at random (seeded) from ``labels``; all their rows are copied verbatim into a
+    label file of the same format and name (:func:`phantom_label_file`), and one film is drawn per row where the
+    format's reader expects it, with the row's view (frontal or lateral) and a sign per known positive label
+    (faint for an uncertain one; signs by :func:`~monai_cxrcml.data.phantom_signs.sign_for`). So the phantom has the
+    table's prevalences, co-occurrences, patients and views; only the films are made up.
+
+    Parameters
+    ----------
+    out_dir
+        Folder to write (new, empty, or an earlier phantom with ``overwrite=True``).
+    labels
+        A label file of any format of :data:`~monai_cxrcml.data.formats.LABEL_FORMATS`.
+    patients
+        Patients to draw.
+    size, jpeg_quality, jobs, overwrite
+        As in :func:`make_phantom`; ``seed`` draws the patients and the films.
+    label_format
+        The format of ``labels`` (default: from its header).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    out_dir, labels = Path(out_dir), Path(labels)
+    _validate_films(size, jpeg_quality, jobs)
+    if patients < 1:
+        raise ValueError(f"patients={patients}: draw at least one patient.")
+    fmt = label_format or detect_label_format(labels)
+    _check_out_dir(out_dir, overwrite)
+    started = time.perf_counter()
+    source = read_label_table(labels, fmt, image_root=out_dir, frontal_only=False, uncertain="mask")
+    subjects = np.sort(source.frame["subject_id"].unique())
+    if patients > len(subjects):
+        raise ValueError(f"{labels} holds {len(subjects)} patients: patients={patients} cannot be drawn from it.")
+    chosen = set(subjects[np.random.default_rng([seed, 10]).choice(len(subjects), patients, replace=False)])
+    table = source.subset(source.frame["subject_id"].isin(chosen).to_numpy())
+    frontal_ids = set(read_label_table(labels, fmt, frontal_only=True, class_names=source.class_names[:1],
+                                       uncertain="mask").frame["dicom_id"])
+    frame = table.frame
+    frontal = frame["dicom_id"].isin(frontal_ids).to_numpy()
+    views = np.where(frontal, np.where(frame["view"].str.startswith("AP"), "AP", "PA"), "LATERAL")
+    patient = pd.factorize(frame["subject_id"], sort=True)[0]
+    study = pd.factorize(frame["study_id"], sort=True)[0]
+    film = frame.groupby("study_id").cumcount().to_numpy()
+    rng = np.random.default_rng([seed, 11])
+    severity = 0.15 + 0.85 * rng.beta(2.0, 1.3, (study.max() + 1, len(table.class_names)))
+    strength = np.where(table.mask, table.labels, _UNCERTAIN_STRENGTH) * severity[study]
+    widths = np.maximum(np.rint(size / rng.uniform(1.15, 1.25, len(frame))).astype(int), 1)
+    keys = [int.from_bytes(hashlib.sha256(n.encode()).digest()[:4], "little") for n in table.class_names]
+    for folder in sorted({str(Path(p).parent) for p in frame["image"]}):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    tasks = [
+        (image, size, int(widths[i]), views[i], seed, int(patient[i]), int(study[i]), int(film[i]),
+         [(table.class_names[c], keys[c], float(strength[i, c])) for c in np.flatnonzero(strength[i] > 0)],
+         jpeg_quality)
+        for i, image in enumerate(frame["image"])
+    ]
+    _render_all(tasks, jobs)
+    compressed = labels.suffix.lower() in OPENERS
+    label_file = out_dir / (labels.name[: -len(labels.suffix)] if compressed else labels.name)
+    copied = _copy_rows(labels, label_file, TABLE_ID_COLUMNS[fmt], set(frame["dicom_id"]))
+    root = Path(os.path.abspath(out_dir))
+    written = sorted({Path(p).relative_to(root).parts[0] for p in frame["image"]} | {label_file.name})
+    manifest = {**_table_manifest(labels, fmt, patients, size, seed, jpeg_quality), "label_file": label_file.name,
+                "written": written}
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    (out_dir / "README.txt").write_text(_table_readme(manifest, labels, table, frontal, copied))  # written last
+    logger.info("table phantom: %d patients, %d films (%d frontal) of %s written to %s in %.1f s", patients,
+                len(frame), int(frontal.sum()), labels.name, out_dir, time.perf_counter() - started)
+    return out_dir
+
+
+def _table_readme(manifest: dict, labels: Path, table, frontal: np.ndarray, copied: int) -> str:
+    counts = pd.DataFrame({"positive": table.positives(),
+                           "frontal": pd.Series(table.subset(frontal).positives())})
+    counts["sign"] = [sign_for(name).describe for name in counts.index]
+    lines = [
+        _TABLE_README_TITLE,
+        "=" * len(_TABLE_README_TITLE),
+        "",
+        "Synthetic chest films, NOT real images: every film is drawn by monai_cxrcml.data.phantom. The labels,",
+        f"patients and views are real: {manifest['patients']} patients drawn at random (seed {manifest['seed']}) from "
+        f"{labels.name}",
+        f"({manifest['label_format']} format, sha256 {manifest['labels_sha256'][:16]}...), whose {copied} rows are "
+        f"copied verbatim into {manifest['label_file']}.",
+        "Each class draws a visual sign: its CXR-LT 2024 sign where the class is, or maps to, a CXR-LT class",
+        "(monai_cxrcml.data.vocabulary), else a sign generated from its name; uncertain labels draw a faint sign.",
+        "",
+        f"Regenerate: python -m monai_cxrcml.data.phantom OUT_DIR --labels {labels.name} --patients "
+        f"{manifest['patients']} --size {manifest['size']} --seed {manifest['seed']}",
+        f"Films {len(table)} ({int(frontal.sum())} frontal).",
+        "",
+        "Positive films per class (all views, frontal) and the sign of each class:",
+        counts.to_string(),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def ensure_phantom(
     out_dir: str | os.PathLike,
     patients: int = 800,
@@ -651,19 +870,32 @@ def ensure_phantom(
     min_positive_studies: int = 1,
     jpeg_quality: int = 95,
     jobs: int = 1,
+    labels: str | os.PathLike | None = None,
+    label_format: str | None = None,
 ) -> Path:
     """The phantom data set in ``out_dir``: reused when it was made with the same arguments, else (re)written.
 
     This is what configs call (``dataset_dir: $monai_cxrcml.data.ensure_phantom(...)``) so that the first run
     writes the data set and later runs start at once. A folder holding anything but a phantom is refused as in
-    :func:`make_phantom`, whose parameters these are.
+    :func:`make_phantom`, whose parameters these are. With ``labels``, the phantom is :func:`make_table_phantom`'s
+    (``split_fractions``, ``compression`` and ``min_positive_studies`` do not apply; its label file is
+    :func:`phantom_label_file`).
     """
     out_dir = Path(out_dir)
-    wanted = _manifest(patients, size, seed, split_fractions, compression, min_positive_studies, jpeg_quality)
+    if labels is None:
+        wanted = _manifest(patients, size, seed, split_fractions, compression, min_positive_studies, jpeg_quality)
+    else:
+        labels = Path(labels)
+        label_format = label_format or detect_label_format(labels)
+        wanted = _table_manifest(labels, label_format, patients, size, seed, jpeg_quality)
     manifest = out_dir / MANIFEST
     complete = manifest.is_file() and (out_dir / "README.txt").is_file()
-    if complete and json.loads(manifest.read_text()) == wanted:
+    found = json.loads(manifest.read_text()) if complete else {}
+    if complete and {k: v for k, v in found.items() if k not in ("label_file", "written")} == wanted:
         return out_dir
+    if labels is not None:
+        return make_table_phantom(out_dir, labels, patients, size, seed, label_format, jpeg_quality, jobs,
+                                  overwrite=True)
     return make_phantom(out_dir, patients, size, seed, split_fractions, compression, min_positive_studies,
                         jpeg_quality, jobs, overwrite=True)
 
@@ -707,10 +939,14 @@ def _validate(
         )
     if patients < 3:
         raise ValueError(f"patients={patients}: at least 3 are needed (one per split).")
-    if size < 32:
-        raise ValueError(f"size={size}: films need a longest side of at least 32 pixels for the signs to be drawn.")
     if min_positive_studies < 0:
         raise ValueError(f"min_positive_studies={min_positive_studies} must be >= 0.")
+    _validate_films(size, jpeg_quality, jobs)
+
+
+def _validate_films(size: int, jpeg_quality: int, jobs: int) -> None:
+    if size < 32:
+        raise ValueError(f"size={size}: films need a longest side of at least 32 pixels for the signs to be drawn.")
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality={jpeg_quality} must lie in 1..100.")
     if jobs < 1:
@@ -721,7 +957,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m monai_cxrcml.data.phantom OUT_DIR [--patients N] [--size S] [--seed K] ...``."""
     parser = argparse.ArgumentParser(
         prog="python -m monai_cxrcml.data.phantom",
-        description="Write a phantom CXR-LT 2024 data set (MIMIC-CXR-JPG layout, CXR-LT and MIMIC label files).",
+        description="Write a phantom CXR-LT 2024 data set (MIMIC-CXR-JPG layout, CXR-LT and MIMIC label files), or "
+        "with --labels a phantom with the labels, patients and views of a real label table (synthetic films).",
     )
     parser.add_argument("out_dir", help="folder to write (new or empty)")
     parser.add_argument("--patients", type=int, default=800, help="number of patients (default 800)")
@@ -746,9 +983,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--jobs", type=int, default=1, help="worker processes (default 1; output does not depend on it)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a phantom data set already in OUT_DIR")
+    parser.add_argument("--labels", help="a real label file (NIH, PadChest, CheXpert, VinDr-CXR, CXR-LT): draw "
+                        "--patients of its patients, copy their rows and draw their films (--split-fractions, "
+                        "--compression, --min-positive-studies do not apply)")
+    parser.add_argument("--label-format", help="the format of --labels (default: from its header)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.labels is not None:
+            make_table_phantom(args.out_dir, args.labels, patients=args.patients, size=args.size, seed=args.seed,
+                               label_format=args.label_format, jpeg_quality=args.jpeg_quality, jobs=args.jobs,
+                               overwrite=args.overwrite)
+            return 0
         make_phantom(
             args.out_dir,
             patients=args.patients,
@@ -761,7 +1007,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs=args.jobs,
             overwrite=args.overwrite,
         )
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -16,6 +16,7 @@ lung, drawn on the left of the film.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -24,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .mimic import FRONTAL_VIEWS
+from .vocabulary import concept_of
 
 __all__ = [
     "Canvas",
@@ -31,6 +33,8 @@ __all__ = [
     "Sign",
     "SIGNS",
     "SIGN_CATALOGUE",
+    "GeneratedSign",
+    "sign_for",
     "sample_anatomy",
     "vary_anatomy",
     "render_film",
@@ -776,6 +780,73 @@ SIGN_CATALOGUE: dict[str, str] = {name: sign.describe for name, sign in SIGNS.it
 """One line per class describing its sign."""
 
 
+# --- signs of classes outside CXR-LT 2024 -------------------------------------------------------------------
+
+_SHAPES = ("blob", "ring", "band", "dots", "haze", "streak")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedSign:
+    """A sign made up for a class that has none of its own: a shape at a place in one lung, all drawn from the name.
+
+    ``shape`` is one of ``blob`` (dense round opacity), ``ring`` (bright rim, dark centre), ``band`` (horizontal
+    plate), ``dots`` (a cluster of small bright dots), ``haze`` (large faint opacity), ``streak`` (oblique line);
+    ``side``, ``a``, ``b`` place it (:meth:`Anatomy.lung`), ``size`` is its radius in units of the film width.
+    """
+
+    shape: str
+    side: str
+    a: float
+    b: float
+    size: float
+
+    @classmethod
+    def from_name(cls, name: str) -> GeneratedSign:
+        """The sign of ``name``: the same on every run and machine (SHA-256 of the name seeds the draw)."""
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
+        return cls(_SHAPES[int(rng.integers(len(_SHAPES)))], "RL"[int(rng.integers(2))], float(rng.uniform(0.2, 0.8)),
+                   float(rng.uniform(0.15, 0.85)), float(rng.uniform(0.028, 0.05)))
+
+    @property
+    def describe(self) -> str:
+        side = "right" if self.side == "R" else "left"
+        return (f"generated: {self.shape} in the {side} lung at (a={self.a:.2f}, b={self.b:.2f}), "
+                f"size {self.size:.3f}")
+
+    def __call__(self, c: Canvas, a: Anatomy, s: float, rng: np.random.Generator) -> None:
+        u, v = _jitter(rng, a.lung(self.side, self.a, self.b), 0.006)
+        r = self.size
+        if self.shape == "blob":
+            c.ellipse(u, v, ru=r, amp=0.26 * s, profile="dome", clip_to_lung=True)
+        elif self.shape == "ring":
+            c.ellipse(u, v, ru=r, amp=0.26 * s, clip_to_lung=True)
+            c.ellipse(u, v, ru=0.55 * r, amp=-0.2 * s)
+        elif self.shape == "band":
+            left, right = a.lung(self.side, max(self.a - 0.3, 0.0), self.b), a.lung(self.side, min(self.a + 0.3, 1.0),
+                                                                                     self.b + 0.02)
+            c.polyline([left, right], width=0.6 * r, amp=0.22 * s, clip_to_lung=True)
+        elif self.shape == "dots":
+            for du, dv in ((0.0, 0.0), (1.6, 0.4), (-0.8, 1.3), (0.7, -1.4)):
+                c.ellipse(u + du * r, v + dv * r, ru=0.3 * r, amp=0.4 * s, profile="dome")
+        elif self.shape == "haze":
+            c.ellipse(u, v, ru=2.0 * r, rv=2.4 * r, amp=0.12 * s, profile="gauss", clip_to_lung=True)
+        else:
+            c.polyline([(u - r, v - 2 * r), (u + r, v + 2 * r)], width=0.35 * r, amp=0.3 * s, clip_to_lung=True)
+
+
+def sign_for(name: str) -> Sign:
+    """The sign of any class name: a CXR-LT 2024 class's own; the sign of the CXR-LT class of the same finding
+    (:mod:`~monai_cxrcml.data.vocabulary`: NIH ``Effusion`` looks like ``Pleural Effusion``, every normality class
+    like ``Normal``, i.e. no sign); else :class:`GeneratedSign` of the name."""
+    if name in SIGNS:
+        return SIGNS[name]
+    concept = concept_of(name)
+    if concept in SIGNS:
+        return SIGNS[concept]
+    generated = GeneratedSign.from_name(name)
+    return Sign(generated.describe, generated)
+
+
 # --- anatomy -----------------------------------------------------------------------------------------------
 
 
@@ -1009,7 +1080,7 @@ def render_film(
     anatomy
         The patient's anatomy after :func:`vary_anatomy`.
     strengths
-        Class name -> sign strength in (0, 1] for the study's positive classes.
+        Class name -> sign strength in (0, 1] for the study's positive classes (any name: :func:`sign_for`).
     sign_rngs
         Class name -> generator placing that class's sign (the same seed on every film of a study).
     rng
@@ -1022,15 +1093,16 @@ def render_film(
     """
     frontal = view in FRONTAL_VIEWS
     scale_signs = 1.0 if frontal else _LATERAL_SIGN_SCALE
+    signs = {name: sign_for(name) for name in strengths}
     for name, strength in strengths.items():
-        if SIGNS[name].reshape is not None:
-            anatomy = SIGNS[name].reshape(anatomy, strength)
+        if signs[name].reshape is not None:
+            anatomy = signs[name].reshape(anatomy, strength)
     canvas = Canvas(height, width)
     (_frontal_anatomy if frontal else _lateral_anatomy)(canvas, anatomy, rng)
     signs_canvas = canvas if frontal else canvas.with_u_map((0.22, 0.56))
     for name, strength in strengths.items():
-        if SIGNS[name].draw is not None:
-            SIGNS[name].draw(signs_canvas, anatomy, strength * scale_signs, sign_rngs[name])
+        if signs[name].draw is not None:
+            signs[name].draw(signs_canvas, anatomy, strength * scale_signs, sign_rngs[name])
     canvas.ellipse(rng.choice([0.06, 0.9]), 0.05, ru=0.025, rv=0.02, amp=0.45)  # lead side marker
     layers = canvas.layers
     image = layers["image"] + layers["markings"] * layers["visibility"] * layers["lung"]

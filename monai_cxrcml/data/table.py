@@ -23,8 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .meta_labels import meta_label_caption
+
 __all__ = [
     "LABEL_POLICIES",
+    "REPORT_COLUMNS",
     "TABLE_COLUMNS",
     "LabelTable",
     "csv_header",
@@ -40,6 +43,9 @@ __all__ = [
 
 TABLE_COLUMNS: tuple[str, ...] = ("dicom_id", "subject_id", "study_id", "view", "image")
 """Columns every ``LabelTable.frame`` has (extra columns such as ``split`` may follow)."""
+
+REPORT_COLUMNS: tuple[str, ...] = ("findings", "impression")
+"""Report sections a table may carry (:func:`~monai_cxrcml.data.reports.attach_reports`); datalist items get them."""
 
 LABEL_POLICIES: tuple[str, ...] = ("negative", "positive", "mask")
 """What an uncertain (-1) or blank label becomes: 0 (known), 1 (known), or 0 with ``mask`` False (unknown)."""
@@ -118,12 +124,11 @@ class LabelTable:
 
         Each item has ``image`` (absolute path), ``label`` (``np.float32 [C]``), ``label_mask``
         (``np.float32 [C]``, 1 = known), ``caption`` (meta-label caption of the known positives, see
-        :func:`monai_cxrcml.transforms.captions.meta_label_caption`), ``dicom_id``, ``subject_id``, ``study_id``,
-        ``view`` and ``sample_id`` (the row position in this table). Items own their arrays: changing one
-        changes neither the table nor another item.
+        :func:`monai_cxrcml.data.meta_labels.meta_label_caption`), ``dicom_id``, ``subject_id``, ``study_id``,
+        ``view`` and ``sample_id`` (the row position in this table), and the report sections of
+        :data:`REPORT_COLUMNS` where the table carries them. Items own their arrays: changing one changes neither
+        the table nor another item.
         """
-        from monai_cxrcml.transforms.captions import meta_label_caption
-
         positive = (self.labels > 0.5) & self.mask
         packed = np.ascontiguousarray(np.packbits(positive, axis=1))  # one caption per distinct label pattern
         patterns = packed.view(f"V{packed.shape[1]}").ravel()
@@ -132,22 +137,14 @@ class LabelTable:
         captions = [pattern_captions[k] for k in inverse]
         labels = list(self.labels.copy())
         masks = list(self.mask.astype(np.float32))
-        columns = [self.frame[c].tolist() for c in ("image", "dicom_id", "subject_id", "study_id", "view")]
+        keys = ("image", "dicom_id", "subject_id", "study_id", "view",
+                *(c for c in REPORT_COLUMNS if c in self.frame.columns))
+        rows = zip(*(self.frame[c].fillna("").tolist() if c in REPORT_COLUMNS else self.frame[c].tolist()
+                     for c in keys))
         return [
-            {
-                "image": image,
-                "label": label,
-                "label_mask": mask,
-                "caption": caption,
-                "dicom_id": dicom_id,
-                "subject_id": subject_id,
-                "study_id": study_id,
-                "view": view,
-                "sample_id": i,
-            }
-            for i, (label, mask, caption, image, dicom_id, subject_id, study_id, view) in enumerate(
-                zip(labels, masks, captions, *columns)
-            )
+            {"image": row[0], "label": label, "label_mask": mask, "caption": caption,
+             **dict(zip(keys[1:], row[1:])), "sample_id": i}
+            for i, (label, mask, caption, row) in enumerate(zip(labels, masks, captions, rows))
         ]
 
 
@@ -167,7 +164,8 @@ def _raw_header(path: Path) -> pd.Index:
     return _read(path, nrows=0).columns
 
 
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+"""``open`` of each compressed file suffix pandas infers (a plain file opens with ``open``)."""
 
 
 def check_field_counts(path: str | os.PathLike) -> None:
@@ -182,7 +180,7 @@ def check_field_counts(path: str | os.PathLike) -> None:
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return
-    with _OPENERS.get(suffix, open)(path, "rb") as f:
+    with OPENERS.get(suffix, open)(path, "rb") as f:
         data = f.read()
     if b'"' in data:
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import ignite.distributed as idist
+import pandas as pd
 from ignite.engine import Engine, Events
 
 __all__ = ["MetricsReportWriter"]
@@ -32,6 +33,9 @@ class MetricsReportWriter:
     protocol
         The scoring protocol of the evaluation (a JSON-ready mapping), saved in ``metrics.json`` under
         ``"protocol"``.
+    class_info
+        Extra columns per class (index = class name), e.g. the name each class was scored under; saved with the
+        scores (:meth:`~monai_cxrcml.metrics.MultiLabelReport.with_class_info`).
     """
 
     def __init__(
@@ -41,9 +45,11 @@ class MetricsReportWriter:
         title: str = "Zero-shot AUC",
         logger_name: str = __name__,
         protocol: Mapping[str, Any] | None = None,
+        class_info: pd.DataFrame | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.protocol = None if protocol is None else dict(protocol)
+        self.class_info = class_info
         self.metric_name = metric_name
         self.title = title
         self.logger = logging.getLogger(logger_name)
@@ -61,5 +67,7 @@ class MetricsReportWriter:
         if idist.get_rank() != 0:
             return
         extra = None if self.protocol is None else {"protocol": self.protocol}
+        if self.class_info is not None:
+            report = report.with_class_info(self.class_info)
         json_path, _ = report.save(self.output_dir, extra=extra)
         self.logger.info("%s\n(written to %s)", report.format_table(self.title), json_path)

@@ -60,6 +60,9 @@ class SubmissionWriter:
     protocol
         The scoring protocol of the run (a JSON-ready mapping), written beside the submission as
         ``<output>.protocol.json`` so that every submission says how it was scored.
+    class_info
+        Per class column (index = column name, in ``class_names`` order) what the column was scored under, e.g.
+        ``scored_name`` and ``mapping``; written beside the submission as ``<output>.classes.csv``.
 
     Attributes
     ----------
@@ -83,6 +86,7 @@ class SubmissionWriter:
         expected_images: Sequence[str] | None = None,
         keep_unreadable_rows: bool = False,
         protocol: Mapping[str, Any] | None = None,
+        class_info: pd.DataFrame | None = None,
     ) -> None:
         if aggregate not in (None, *AGGREGATIONS):
             raise ValueError(f"aggregate={aggregate!r} is not one of None, {AGGREGATIONS}.")
@@ -99,6 +103,10 @@ class SubmissionWriter:
         self.study_key = study_key
         self.keep_unreadable_rows = keep_unreadable_rows
         self.protocol = None if protocol is None else dict(protocol)
+        if class_info is not None and list(class_info.index) != list(self.class_names):
+            raise ValueError(f"class_info is indexed by {list(class_info.index)}, not by the columns "
+                             f"{list(self.class_names)}.")
+        self.class_info = class_info
         self.logger = logging.getLogger(__name__)
         self.submission: pd.DataFrame | None = None
         self.unreadable: pd.DataFrame | None = None
@@ -162,6 +170,8 @@ class SubmissionWriter:
         frame.to_csv(self.output_path, index=False, float_format="%.6f")
         if self.protocol is not None:
             self.output_path.with_suffix(".protocol.json").write_text(json.dumps(self.protocol, indent=2) + "\n")
+        if self.class_info is not None:
+            self.class_info.rename_axis("class").to_csv(self.output_path.with_suffix(".classes.csv"))
         self.logger.info("submission: %d films x %d classes written to %s", len(frame), len(self.class_names),
                          self.output_path)
 

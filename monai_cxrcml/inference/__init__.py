@@ -23,11 +23,18 @@ from monai.data import DataLoader, Dataset, MetaTensor
 from monai.engines import SupervisedEvaluator
 from monai.inferers import Inferer
 
-from monai_cxrcml.data.classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_UNSEEN_CLASSES
+from monai_cxrcml.data.classes import (
+    CHEXPERT_CLASSES,
+    CXRLT2024_CLASSES,
+    CXRLT2024_UNSEEN_CLASSES,
+    resolve_class_names,
+)
+from monai_cxrcml.data.formats import read_label_table
 from monai_cxrcml.data.image_list import ID_COLUMN_OF, read_image_list
 from monai_cxrcml.data.table import csv_header
+from monai_cxrcml.data.vocabulary import ClassMatch, class_mapping_frame, map_class_names
 from monai_cxrcml.handlers.submission_writer import AGGREGATIONS, SubmissionWriter
-from monai_cxrcml.model_bundle import Scorer, create_scorer
+from monai_cxrcml.model_bundle import Scorer, create_scorer, load_model
 from monai_cxrcml.networks import PromptSet
 from monai_cxrcml.protocols import ScoringProtocol
 from monai_cxrcml.transforms import skip_unreadable_collate
@@ -37,6 +44,7 @@ __all__ = [
     "NoReadableFilmError",
     "create_inference_evaluator",
     "predict",
+    "submission_class_matches",
     "submission_class_names",
 ]
 
@@ -140,6 +148,7 @@ def create_inference_evaluator(
     aggregate: str | None = None,
     inferer: Inferer | None = None,
     keep_unreadable_rows: bool | None = None,
+    class_matches: Sequence[ClassMatch] | None = None,
 ) -> InferenceEvaluator:
     """The inference run over a dataset of :func:`~monai_cxrcml.data.read_image_list` items, writing a submission.
 
@@ -171,6 +180,10 @@ def create_inference_evaluator(
     keep_unreadable_rows
         Whether an unreadable film keeps its row (empty probabilities) or gets none; default: kept for a CSV,
         dropped for a folder or files.
+    class_matches
+        The submission's columns when they differ from the names the classifier scores (another data set's
+        classes, :func:`submission_class_matches`), in the classifier's class order; written to
+        ``<output>.classes.csv``. None: the classifier's class names.
 
     Raises
     ------
@@ -189,11 +202,16 @@ def create_inference_evaluator(
         )
     network = scorer.network
     device = torch.device(device) if device is not None else next(network.parameters()).device
+    if class_matches is not None and [m.scored for m in class_matches] != list(network.class_names):
+        raise ValueError(f"class_matches score {[m.scored for m in class_matches]}, but the classifier scores "
+                         f"{list(network.class_names)}.")
     writer = SubmissionWriter(
-        output_path, network.class_names, expected_ids=[item["id"] for item in items],
+        output_path, network.class_names if class_matches is None else [m.source for m in class_matches],
+        expected_ids=[item["id"] for item in items],
         id_column=ID_COLUMN_OF[source_kind], aggregate=aggregate, expected_images=[item["image"] for item in items],
         keep_unreadable_rows=source_kind == "csv" if keep_unreadable_rows is None else keep_unreadable_rows,
         protocol=scorer.protocol.to_dict(),
+        class_info=None if class_matches is None else class_mapping_frame(class_matches),
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=skip_unreadable_collate, pin_memory=device.type == "cuda")
@@ -236,8 +254,9 @@ def predict(
         ``model_name`` (e.g. ``ViT-B-32-quickgelu``).
     class_names
         ``"cxrlt2024"``, ``"chexpert"`` or any names in column order (e.g. CXR-LT task 3's unseen findings). None:
-        a CSV's own class columns in its order (a CXR-LT task 1, 2 or 3 file gives that task's classes), else the
-        model's classes (:func:`submission_class_names`).
+        a CSV's own class columns in its order (a CXR-LT task 1, 2 or 3 file gives that task's classes; another
+        data set's label file its classes, each scored under the model's name for it), else the model's classes
+        (:func:`submission_class_matches`).
     prompts, protocol, precision, calibration
         How to score, on top of the model's own protocol (:mod:`monai_cxrcml.protocols`): a prompt preset or
         :class:`~monai_cxrcml.networks.PromptSet`, a protocol name, ``"fp32"``/``"autocast"``, a calibration JSON.
@@ -250,8 +269,8 @@ def predict(
     aggregate
         None, or ``"mean"``/``"max"`` over the films of each study (needs a CSV with ``study_id``).
     output
-        Submission CSV to write (with ``<output>.protocol.json``, and ``<output>.unreadable.csv`` when films could
-        not be read).
+        Submission CSV to write (with ``<output>.protocol.json``, ``<output>.classes.csv`` (each column's scored
+        name and mapping), and ``<output>.unreadable.csv`` when films could not be read).
 
     Returns
     -------
@@ -262,12 +281,13 @@ def predict(
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     items, kind = read_image_list(source, image_root=image_root)
-    scorer = create_scorer(model, submission_class_names(class_names, source), protocol, prompts, precision,
-                           calibration, device, model_name, image_size, normalization)
+    matches = submission_class_matches(class_names, source, model, model_name)
+    scorer = create_scorer(model, [m.scored for m in matches], protocol, prompts, precision, calibration, device,
+                           model_name, image_size, normalization)
     dataset = Dataset(items, scorer.transforms())
     evaluator = create_inference_evaluator(
         scorer, dataset, kind, output, batch_size=batch_size, num_workers=num_workers, device=device,
-        aggregate=aggregate,
+        aggregate=aggregate, class_matches=matches,
     )
     evaluator.run()
     writer = evaluator.submission_writer
@@ -284,16 +304,43 @@ def submission_class_names(
 
     With ``class_names`` None, a CSV's columns that name a known class (the 40 CXR-LT 2024 classes, the 5 unseen
     ones of task 3, the 14 CheXpert labels) are taken in the file's column order, so that CXR-LT's task 2 and task 3
-    files give submissions with their own classes. None (a CSV without such columns, a folder or files) leaves the
-    model's own classes.
+    files give submissions with their own classes; another data set's label file (NIH, PadChest, VinDr-CXR, ...)
+    gives its classes. None (a CSV without such columns, a folder or files) leaves the model's own classes.
     """
     if class_names is not None:
         return class_names
     if isinstance(source, (str, os.PathLike)) and str(source).lower().endswith((".csv", ".csv.gz")) \
             and Path(source).is_file():
+        header = csv_header(source)
+        if not {"dicom_id", "fpath"} <= set(header):
+            columns = list(read_label_table(source, frontal_only=False).class_names)
+            logger.info("classes: the %d classes of the label file %s", len(columns), source)
+            return columns
         known = {*CXRLT2024_CLASSES, *CXRLT2024_UNSEEN_CLASSES, *CHEXPERT_CLASSES}
-        columns = [c for c in csv_header(source) if c in known]
+        columns = [c for c in header if c in known]
         if columns:
             logger.info("classes: the %d class columns of %s, in its order", len(columns), source)
             return columns
     return None
+
+
+def submission_class_matches(
+    class_names: Sequence[str] | str | None,
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    model: str | os.PathLike,
+    model_name: str | None = None,
+) -> list[ClassMatch]:
+    """Each submission column with the name it is scored under (:class:`~monai_cxrcml.data.vocabulary.ClassMatch`).
+
+    Classes taken from the source file (:func:`submission_class_names`) are scored under the model's name for
+    them where the vocabulary table knows one (NIH ``Effusion`` as ``Pleural Effusion``), else from their own
+    name; classes given explicitly are scored as given; without either, the model's classes.
+    """
+    model_classes = load_model(model, model_name).class_names
+    columns = submission_class_names(class_names, source)
+    if columns is None:
+        return [ClassMatch(c, c, "model_class") for c in model_classes]
+    if class_names is not None:
+        return [ClassMatch(c, c, "model_class" if c in model_classes else "own_name")
+                for c in resolve_class_names(columns)]
+    return map_class_names(columns, model_classes)

@@ -14,6 +14,7 @@ multiplicity weights over the sorted scores, which costs O(resamples x images) p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -52,6 +53,11 @@ class MultiLabelReport:
         and ``<key>_ci`` ([low, high] or None) for each AUC mean.
     n_images, n_bootstrap, ci_level, bootstrap_unit
         What was evaluated and how the intervals were drawn.
+    undefined
+        Classes without a defined AUC.
+    class_info
+        Optional extra columns per class (index = class name), e.g. the name each class was scored under and how
+        it was mapped; written beside the scores in ``per_class.csv`` and ``metrics.json``.
     """
 
     per_class: pd.DataFrame
@@ -61,10 +67,22 @@ class MultiLabelReport:
     ci_level: float
     bootstrap_unit: str
     undefined: list[str] = field(default_factory=list)
+    class_info: pd.DataFrame | None = None
+
+    def with_class_info(self, class_info: pd.DataFrame | None) -> MultiLabelReport:
+        """This report with ``class_info`` (one row per class, indexed by class name) attached."""
+        if class_info is not None and set(class_info.index) != set(self.per_class.index):
+            raise ValueError(f"class_info is indexed by {sorted(class_info.index)}; the report's classes are "
+                             f"{sorted(self.per_class.index)}.")
+        return dataclasses.replace(self, class_info=class_info)
+
+    def _per_class_with_info(self) -> pd.DataFrame:
+        return self.per_class if self.class_info is None else self.per_class.join(self.class_info)
 
     def to_dict(self) -> dict:
         """The ``metrics.json`` document: summary keys at top level and ``per_class`` by class name."""
         per_class = {}
+        info = {} if self.class_info is None else self.class_info.to_dict("index")
         for name, row in self.per_class.iterrows():
             ci = [_none_if_nan(row.auc_ci_low), _none_if_nan(row.auc_ci_high)]
             per_class[name] = {
@@ -75,6 +93,7 @@ class MultiLabelReport:
                 "group": row.group,
                 "prevalence_group": row.prevalence_group,
                 "ci": None if ci[0] is None else ci,
+                **info.get(name, {}),
             }
         return {
             **self.summary,
@@ -91,7 +110,7 @@ class MultiLabelReport:
         out.mkdir(parents=True, exist_ok=True)
         json_path, csv_path = out / "metrics.json", out / "per_class.csv"
         json_path.write_text(json.dumps({**self.to_dict(), **dict(extra or {})}, indent=2) + "\n")
-        self.per_class.rename_axis("class").to_csv(csv_path, float_format="%.6f")
+        self._per_class_with_info().rename_axis("class").to_csv(csv_path, float_format="%.6f")
         return json_path, csv_path
 
     def format_table(self, title: str = "Zero-shot AUC") -> str:
@@ -112,6 +131,10 @@ class MultiLabelReport:
             lines.append(f"  {label:6}{value_text:>7}  {ci_text:18} {n_in[key]} classes")
         if s.get("macro_ap") is not None:
             lines.append(f"  {'mAP':6}{s['macro_ap']:>7.3f}")
+        if self.class_info is not None and "mapping" in self.class_info:
+            how = self.class_info["mapping"].value_counts()
+            lines.append("  classes scored: " + ", ".join(f"{how[k]} {k.replace('_', ' ')}" for k in how.index)
+                         + " (per_class.csv: scored_name, mapping)")
         return "\n".join(lines)
 
 

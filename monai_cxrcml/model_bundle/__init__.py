@@ -3,7 +3,7 @@ that scores films (inference, calibration, MONAI Label)."""
 
 from .card import METADATA_KEY, MODEL_FORMAT, bundle_metadata, model_card
 from .trained_model import BUNDLE_SUBDIR, Scorer, TrainedModel, create_scorer, find_model_bundle, load_model
-from .training import FOLD_SETTINGS, bundle_training_run, fold_arguments
+from .training import FOLD_SETTINGS, bundle_training_run, fold_arguments, is_training_file, recorded_fold_settings
 from .writer import CALIBRATION_FILE, file_fingerprint, write_bundle_calibration, write_model_bundle
 
 __all__ = [
@@ -21,6 +21,8 @@ __all__ = [
     "find_model_bundle",
     "load_model",
     "fold_arguments",
+    "is_training_file",
+    "recorded_fold_settings",
     "model_card",
     "write_bundle_calibration",
     "write_model_bundle",

@@ -8,16 +8,15 @@ uses; ``docs/design.md`` ("Prompts") gives the measurements behind them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from monai_cxrcml.data.classes import finding_phrase
+from monai_cxrcml.data.mapping_files import read_mapping_file
 
 __all__ = [
     "NORMALITY_PHRASES",
@@ -219,17 +218,13 @@ def read_prompts(value: str | None) -> str | dict | None:
     """
     if value is None or value in PROMPT_PRESETS:
         return value
-    path = Path(value)
-    if not path.is_file():
+    if not Path(value).is_file():
         raise ValueError(f"prompts {value!r}: not a preset ({', '.join(PROMPT_PRESETS)}) and not a file.")
-    text = path.read_text()
-    mapping = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    if not isinstance(mapping, Mapping):
-        raise ValueError(f"{path}: a prompt file holds a mapping with 'positive', 'negative' and 'overrides'.")
+    mapping = read_mapping_file(value, "a prompt set with 'positive', 'negative' and 'overrides'")
     try:
         PromptSet.create(mapping)  # fail here, naming the file, rather than after the model is built
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: not a valid prompt set ({e}).") from e
+        raise ValueError(f"{value}: not a valid prompt set ({e}).") from e
     return dict(mapping)
 
 
