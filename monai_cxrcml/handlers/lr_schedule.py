@@ -1,8 +1,10 @@
 """The learning-rate schedule of a training run as one MONAI ``LrScheduleHandler``, chosen by name.
 
 ``"plateau"`` (the paper's)
-    ``ReduceLROnPlateau`` on the validation key metric (macro AUC, ``mode="max"``), stepped after each validation.
-    Right when training starts from CheXzero weights, whose zero-shot AUC is informative from epoch 1.
+    ``ReduceLROnPlateau`` on the validation key metric (macro AUC, ``mode="max"``), stepped at the end of each
+    validation run, so its patience counts validations: with ``val_interval > 1`` the epochs without one neither
+    read a metric that does not exist yet nor count a stale one as an epoch without progress. Right when training
+    starts from CheXzero weights, whose zero-shot AUC is informative from epoch 1.
 ``"warmup_cosine"``
     Linear warm-up over ``warmup_steps`` iterations (at most ``max_warmup_fraction`` of the run, so a short run
     still decays), then cosine decay to ``end_lr`` at the last iteration, stepped every iteration. Needed from
@@ -22,11 +24,28 @@ from ignite.engine import Engine
 from monai.handlers import LrScheduleHandler
 from monai.optimizers import WarmupCosineSchedule
 
-__all__ = ["lr_schedule_handler", "LR_SCHEDULES"]
+__all__ = ["lr_schedule_handler", "LR_SCHEDULES", "ValidationLrScheduleHandler"]
 
 logger = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("plateau", "warmup_cosine")
+
+
+class ValidationLrScheduleHandler(LrScheduleHandler):
+    """Steps ``lr_scheduler`` with ``validator.state.metrics[metric_name]`` at the end of every validation run.
+
+    Attached to the trainer (as every training handler is), it hooks itself to ``validator``'s epoch end, after the
+    validator's metrics are computed.
+    """
+
+    def __init__(self, lr_scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau, validator: Engine,
+                 metric_name: str = "macro_auc") -> None:
+        super().__init__(lr_scheduler, print_lr=True, epoch_level=True,
+                         step_transform=lambda engine: engine.state.metrics[metric_name])
+        self.validator = validator
+
+    def attach(self, engine: Engine) -> None:
+        super().attach(self.validator)
 
 
 def lr_schedule_handler(
@@ -62,16 +81,14 @@ def lr_schedule_handler(
     Returns
     -------
     LrScheduleHandler
-        Attach it to the trainer after the ``ValidationHandler``; its ``lr_scheduler`` goes into checkpoints.
+        Attach it to the trainer (``"plateau"``: a :class:`ValidationLrScheduleHandler`, stepped by the validator);
+        its ``lr_scheduler`` goes into checkpoints.
     """
     if schedule == "plateau":
         if validator is None:
             raise ValueError("schedule='plateau' watches a validation metric: pass validator=@validate#evaluator.")
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=factor, patience=patience)
-        return LrScheduleHandler(
-            scheduler, print_lr=True, epoch_level=True,
-            step_transform=lambda engine: validator.state.metrics[metric_name],
-        )
+        return ValidationLrScheduleHandler(scheduler, validator, metric_name)
     if schedule == "warmup_cosine":
         if total_steps is None or total_steps < 1:
             raise ValueError(f"schedule='warmup_cosine' needs total_steps >= 1 (epochs x iterations per epoch), got "
