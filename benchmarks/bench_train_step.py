@@ -131,16 +131,27 @@ def measure(args: argparse.Namespace, variant: Variant, data, device: str, profi
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=args.warmup), lambda e: mark("start"))
     trainer.add_event_handler(Events.COMPLETED, lambda e: mark("end"))
     if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
-
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-        with torch_profile(activities=activities) as prof:
+        with operator_profiler(device) as profiler:
             trainer.run()
-        key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-        print(prof.key_averages().table(sort_by=key, row_limit=15), file=sys.stderr)
+        print(top_operators(profiler, device), file=sys.stderr)
     else:
         trainer.run()
     return args.steps * args.batch_size / (marks["end"] - marks["start"])
+
+
+def operator_profiler(device: str) -> torch.profiler.profile:
+    """A torch.profiler recording CPU operators (and CUDA kernels on ``"cuda"``): a context manager, or
+    ``start()`` / ``stop()`` around the iterations to profile."""
+    from torch.profiler import ProfilerActivity
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    return torch.profiler.profile(activities=activities)
+
+
+def top_operators(profiler: torch.profiler.profile, device: str, rows: int = 15) -> str:
+    """The profiled operators that took the most self time (device time on CUDA), as torch.profiler's table."""
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=key, row_limit=rows)
 
 
 def main(argv: list[str] | None = None) -> None:
