@@ -90,6 +90,11 @@ def _timed(fn: Callable[[], object], device: str) -> tuple[object, float]:
     return out, time.perf_counter() - tick
 
 
+def estimator_params(case: Case, tol: float = 1e-3, seed: int = 0) -> dict:
+    """Keyword arguments every mixture of a case is fitted with (components, tolerance, iteration cap, seed)."""
+    return dict(n_components=case.k, tol=tol, max_iter=case.max_iter, random_state=seed)
+
+
 def time_fit(label: str, est: StudentTMixture, x: torch.Tensor, truth: np.ndarray, x_score: torch.Tensor,
              device: str) -> Row:
     """Fit ``est`` to ``x`` ``[N, d]`` (after a warm-up fit on 64 rows), timed; scored on ``x_score`` (float64) and
@@ -107,7 +112,7 @@ def run_case(case: Case, device: str, tol: float, seed: int, estimate_dof: bool,
     x64, truth = make_data(case)
     x32 = torch.tensor(x64, dtype=torch.float32, device=device)
     x64_t = torch.tensor(x64, device=device)
-    common = dict(n_components=case.k, tol=tol, max_iter=case.max_iter, random_state=seed)
+    common = estimator_params(case, tol, seed)
 
     def ours(label: str, est: StudentTMixture, x: torch.Tensor) -> StudentTMixture:
         emit(time_fit(label, est, x, truth, x64_t, device))

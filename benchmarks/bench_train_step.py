@@ -74,16 +74,24 @@ def synthetic_batches(n_batches: int, batch: int, size: int, model_name: str) ->
 
 def cache_loader(args: argparse.Namespace, n_batches: int, device: str) -> torch.utils.data.DataLoader:
     """Training transforms over a phantom read through a warm FilmCache; ``n_batches`` full batches."""
+    from monai_cxrcml.data import ensure_phantom
+
+    root = ensure_phantom(args.phantom_dir, patients=args.phantom_patients, size=args.phantom_size, seed=0)
+    return phantom_loader(args, root, Path(args.phantom_dir) / "cache", n_batches, device)
+
+
+def phantom_loader(args: argparse.Namespace, root: Path, cache_dir: Path, n_batches: int,
+                   device: str) -> torch.utils.data.DataLoader:
+    """Training transforms over the fold-0 training films of the phantom data set in ``root``, read through a
+    FilmCache in ``cache_dir`` (warmed first); ``n_batches`` full batches of ``args.batch_size``."""
     from monai.data import Dataset
 
-    from monai_cxrcml.data import ensure_phantom, load_fold
+    from monai_cxrcml.data import load_fold
     from monai_cxrcml.data.cache import FilmCache
     from monai_cxrcml.transforms import chest_film_transforms, skip_unreadable_collate
 
-    root = ensure_phantom(args.phantom_dir, patients=args.phantom_patients, size=args.phantom_size, seed=0)
     fold = load_fold(Path(root) / "train_labeled.csv", root, fold=0, num_folds=5, seed=0)
     items = fold.datalist("train")
-    cache_dir = Path(args.phantom_dir) / "cache"
     FilmCache(cache_dir, args.image_size).warm([item["image"] for item in items], progress=False)
     items = [dict(items[i % len(items)], sample_id=i) for i in range(n_batches * args.batch_size)]
     transforms = chest_film_transforms(

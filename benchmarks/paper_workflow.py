@@ -8,6 +8,7 @@ time is what users run, not a copy of it.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
+from monai_cxrcml.data import ensure_phantom
+from monai_cxrcml.data.phantom import make_phantom
 from monai_cxrcml.networks import create_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +26,21 @@ PAPER_CONFIGS = (str(REPO / "bundle" / "configs" / "train.yaml"), str(REPO / "co
 
 CHEXZERO_MODEL = "ViT-B-32-quickgelu"
 """CheXzero's architecture under open_clip's name (OpenAI key layout, QuickGELU)."""
+
+FILMS_PER_PATIENT = 4.0
+"""Films per phantom patient, rounded down (the generator draws ~4.1-4.7): patients = films / this."""
+
+
+def film_phantom(root: str | os.PathLike, films: int, film_size: int, jobs: int = 1, reuse: bool = True) -> Path:
+    """A phantom data set of at least about ``films`` films of ``film_size`` px (height), all in
+    ``train_labeled.csv`` (``--split-fractions 1 0 0``: the fold cuts test and validation from it, as on MIMIC).
+
+    ``reuse`` keeps a phantom made earlier with the same arguments (:func:`~monai_cxrcml.data.ensure_phantom`);
+    otherwise it is written anew (to time it).
+    """
+    options = dict(patients=math.ceil(films / FILMS_PER_PATIENT), size=film_size, seed=0,
+                   split_fractions=(1.0, 0.0, 0.0), jobs=jobs)
+    return ensure_phantom(root, **options) if reuse else make_phantom(root, **options, overwrite=True)
 
 
 def write_chexzero_checkpoint(path: str | os.PathLike, model_name: str = CHEXZERO_MODEL, seed: int = 0) -> Path:

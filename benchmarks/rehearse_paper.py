@@ -59,7 +59,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mimic_table import CXRLT_PATIENTS, CXRLT_ROWS, draw_labels, write_cxrlt_table  # noqa: E402
-from paper_workflow import CHEXZERO_MODEL, paper_config, paper_workflow, write_chexzero_checkpoint  # noqa: E402
+from paper_workflow import (  # noqa: E402
+    CHEXZERO_MODEL, FILMS_PER_PATIENT, film_phantom, paper_config, paper_workflow, write_chexzero_checkpoint,
+)
 from resource_meter import ResourceMeter  # noqa: E402
 
 STAGES = ("phantom", "table", "cache", "train", "refit", "val", "extrapolate")
@@ -74,9 +76,6 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "extrapolate": (),
 }
 """The options a stage's results depend on: results made with other values are measured again."""
-
-FILMS_PER_PATIENT = 4.0
-"""Films per phantom patient, rounded down (the generator draws ~4.1-4.7): patients = films / this."""
 
 PAPER_BATCH = 32
 GPU_IMAGES_PER_S = 1000.0
@@ -128,14 +127,11 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 def stage_phantom(args: argparse.Namespace) -> Result:
     from PIL import Image
 
-    from monai_cxrcml.data.phantom import make_phantom
-
     root = _phantom_dir(args)
     patients = math.ceil(args.films / FILMS_PER_PATIENT)
     children = os.times()
     with ResourceMeter() as meter:
-        make_phantom(root, patients=patients, size=args.film_size, seed=0, split_fractions=(1.0, 0.0, 0.0),
-                     jobs=args.jobs, overwrite=True)
+        film_phantom(root, args.films, args.film_size, args.jobs, reuse=False)
     after = os.times()
     cpu = meter.cpu_s + (after.children_user - children.children_user) + (after.children_system
                                                                            - children.children_system)
