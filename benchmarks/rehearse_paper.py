@@ -24,7 +24,7 @@ Stages (``--stages``, in this order; each runs in its own process, so its peak m
     training transforms' CPU ms per film (what each DataLoader worker costs).
 ``refit``
     One mixture refit as the paper's bundle makes it (``train#mixture`` of the paper configs: K = 40, nu = 4, full
-    covariances) by the ``StudentTMixtureHandler`` at an epoch's end, on a memory bank of ``--bank-rows`` synthetic
+    covariances) by the ``PseudoLabelHandler`` at an epoch's end, on a memory bank of ``--bank-rows`` synthetic
     CLIP-like embeddings of ``--bank-dim`` (default 181,000 x 512) with CXR-LT-like reference labels (its AMI
     diagnostics): seconds, EM iterations, peak memory added (in bank-sized copies), the E-step's chunking.
 ``val``
@@ -71,7 +71,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "cache": ("films", "film_size", "cache_films", "cache_workers"),
     "train": ("films", "film_size", "model", "image_size", "batch_size", "train_iterations", "profile_iterations",
               "workers", "threads"),
-    "refit": ("bank_rows", "bank_dim", "chunk_rows", "threads"),
+    "refit": ("bank_rows", "bank_dim", "chunk_rows", "refit_max_iter", "threads"),
     "val": ("films", "film_size", "model", "image_size", "batch_size", "workers", "threads"),
     "extrapolate": (),
 }
@@ -94,6 +94,13 @@ def scaling_exponent(sizes: Sequence[float], seconds: Sequence[float]) -> float 
 
 def _exponent_text(value: float | None) -> str:
     return "n/a (one size)" if value is None else f"{value:.2f}"
+
+
+def _memory_exponent(sizes: Sequence[float], added_gb: Sequence[float]) -> str:
+    """Scaling exponent of memory added, or "flat" where every size added less than the noise of RSS (50 MB)."""
+    if max(added_gb) < 0.05:
+        return "flat (< 50 MB added)"
+    return _exponent_text(scaling_exponent(sizes, [max(a, 1e-3) for a in added_gb]))
 
 
 def _gb(nbytes: float) -> str:
@@ -129,12 +136,9 @@ def stage_phantom(args: argparse.Namespace) -> Result:
 
     root = _phantom_dir(args)
     patients = math.ceil(args.films / FILMS_PER_PATIENT)
-    children = os.times()
     with ResourceMeter() as meter:
         film_phantom(root, args.films, args.film_size, args.jobs, reuse=False)
-    after = os.times()
-    cpu = meter.cpu_s + (after.children_user - children.children_user) + (after.children_system
-                                                                           - children.children_system)
+    cpu = meter.tree_cpu_s
     films = sorted((root / "files").rglob("*.jpg"))
     frontal = len(_frontal_paths(args))
     width, height = Image.open(films[0]).size
@@ -182,12 +186,15 @@ def stage_table(args: argparse.Namespace) -> Result:
         frontal.append(summary.frontal)
         parts.append([len(fold.train), len(fold.val), len(fold.test)])
         del fold, datalist
-    header = ["step", *[f"{r:,} rows: s (CPU s), peak GB" for r in sizes], "exponent (CPU s)"]
-    table_rows = [[step, *[f"{m.wall_s:.2f} ({m.cpu_s:.2f}), {m.process_peak_gb:.2f}" for m in meters],
-                   _exponent_text(scaling_exponent(sizes, [m.cpu_s for m in meters]))]
+    header = ["step", *[f"{r:,} rows: s (CPU s), peak GB (added)" for r in sizes], "exponent (CPU s)",
+              "exponent (memory added)"]
+    table_rows = [[step, *[f"{m.wall_s:.2f} ({m.cpu_s:.2f}), {m.process_peak_gb:.2f} "
+                           f"(+{m.process_peak_gb - m.start_gb:.3f})" for m in meters],
+                   _exponent_text(scaling_exponent(sizes, [m.cpu_s for m in meters])),
+                   _memory_exponent(sizes, [m.process_peak_gb - m.start_gb for m in meters])]
                   for step, meters in measured.items()]
     table_rows.append(["frontal films: train / val / test", *[f"{f:,}: {a:,} / {b:,} / {c:,}" for f, (a, b, c)
-                                                               in zip(frontal, parts)], ""])
+                                                               in zip(frontal, parts)], "", ""])
     return {
         "title": f"CXR-LT-format label file ({', '.join(f'{r:,}' for r in sizes)} rows): reader, folds, datalist",
         "header": header, "rows": table_rows,
@@ -222,8 +229,8 @@ def stage_cache(args: argparse.Namespace) -> Result:
         ["CPU ms/film", *[f"{1e3 * m.cpu_s / c:.1f}" for c, m in zip(counts, meters)],
          _exponent_text(scaling_exponent(counts, [m.cpu_s for m in meters]))],
         ["on disk", *[f"{_gb(b)} ({b / c / 1e3:.0f} kB/film)" for c, b in zip(counts, sizes)], ""],
-        ["peak RSS (GB)", *[f"{m.process_peak_gb:.2f}" for m in meters],
-         _exponent_text(scaling_exponent(counts, [m.process_peak_gb - m.start_gb + 1e-3 for m in meters]))],
+        ["peak RSS, added (GB)", *[f"{m.process_peak_gb:.2f}, {m.process_peak_gb - m.start_gb:.3f}" for m in meters],
+         _memory_exponent(counts, [m.process_peak_gb - m.start_gb for m in meters])],
     ]
     last = meters[-1]
     return {
@@ -244,6 +251,26 @@ def _paper_run(args: argparse.Namespace, **overrides):
                           num_workers=args.workers, epochs=1, **overrides)
 
 
+def _worker_ms_per_film(dataset, films: int = 32, warmup: int = 4) -> float:
+    """CPU ms one DataLoader worker spends on a training film: ``dataset[i]`` on one thread (as in a worker, where
+    torch runs one intra-op thread), timed by this thread's CPU clock (idle BLAS threads spinning elsewhere in the
+    process do not count), after ``warmup`` films."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for i in range(min(warmup, len(dataset))):
+            dataset[i]
+        probe = range(min(warmup, len(dataset)), min(warmup + films, len(dataset)))
+        tick = time.thread_time()
+        for i in probe:
+            dataset[i]
+        return 1e3 * (time.thread_time() - tick) / max(1, len(probe))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def stage_train(args: argparse.Namespace) -> Result:
     import torch
     from ignite.engine import Events
@@ -258,11 +285,7 @@ def stage_train(args: argparse.Namespace) -> Result:
         trainer = parser.get_parsed_content("train#trainer")
     network = parser.get_parsed_content("network")
     dataset = parser.get_parsed_content("train#dataset")
-    probe = min(len(dataset), 16)
-    tick = time.process_time()
-    for i in range(probe):
-        dataset[i]
-    transform_ms = 1e3 * (time.process_time() - tick) / probe
+    transform_ms = _worker_ms_per_film(dataset)
     phases = IterationPhases(trainer, network, skip=1, count=args.train_iterations)
     profiler, profiling = operator_profiler("cpu"), []
 
@@ -298,6 +321,7 @@ def stage_train(args: argparse.Namespace) -> Result:
                  ["s/iteration", f"{per_iteration:.2f} ({args.train_iterations} iterations after 1 warm-up)"],
                  ["images/s", f"{args.batch_size / per_iteration:.2f}"],
                  ["training transforms, CPU ms/film (one worker)", f"{transform_ms:.1f}"],
+                 ["CPU s of the run, with workers (wall s)", f"{run.tree_cpu_s:.1f} ({run.wall_s:.1f})"],
                  *_memory_rows(run, "training")],
         "text": text,
         "values": {"s_per_iteration": per_iteration, "batch_size": args.batch_size, "phases": means,
@@ -314,15 +338,17 @@ def _refit_once(args: argparse.Namespace, n: int) -> tuple[list, object]:
     from monai.engines.utils import IterationEvents
 
     from bench_refit_share import synthetic_bank
-    from monai_cxrcml.handlers import StudentTMixtureHandler
+    from monai_cxrcml.handlers import PseudoLabelHandler
 
     config = paper_config()
     mixture = config.get_parsed_content("train#mixture")
     if args.chunk_rows:
         mixture.set_params(chunk_size=args.chunk_rows)
+    if args.refit_max_iter:
+        mixture.set_params(max_iter=args.refit_max_iter)
     bank = torch.from_numpy(synthetic_bank(n, args.bank_dim, mixture.n_components).astype(np.float32))
     labels = draw_labels(n, np.random.default_rng(0))
-    handler = StudentTMixtureHandler(n, mixture, warm_start=config["cluster_warm_start"], reference_labels=labels)
+    handler = PseudoLabelHandler(n, mixture, warm_start=config["cluster_warm_start"], reference_labels=labels)
     gc.collect()
 
     def write_batch(engine: Engine, ids: torch.Tensor) -> dict:
@@ -340,7 +366,7 @@ def _refit_once(args: argparse.Namespace, n: int) -> tuple[list, object]:
     fit = handler.last_diagnostics
     row = [n, meter.wall_s, meter.cpu_s, fit["seconds"], int(fit["n_iter"]), meter.process_peak_gb - meter.start_gb,
            bank.numel() * 4 / 1e9, int(fit["clusters_used"])]
-    return row, handler.mixture
+    return row, mixture
 
 
 def stage_refit(args: argparse.Namespace) -> Result:
@@ -363,13 +389,13 @@ def stage_refit(args: argparse.Namespace) -> Result:
          _exponent_text(scaling_exponent(sizes, [s / i for s, i in zip(columns[3], columns[4])]))],
         ["bank (float32)", *[f"{b:.3f} GB" for b in columns[6]], ""],
         ["peak memory added by the refit", *[f"{a:.3f} GB = {a / b:.1f} banks" for a, b in zip(columns[5], columns[6])],
-         _exponent_text(scaling_exponent(sizes, [max(a, 1e-3) for a in columns[5]]))],
+         _memory_exponent(sizes, columns[5])],
         ["clusters used", *[str(k) for k in columns[7]], ""],
     ]
     return {
-        "title": f"mixture refit through StudentTMixtureHandler: K = {mixture.n_components}, nu = {mixture.dof}, "
-                 f"{mixture.covariance_type} covariances, E-step chunk rows {args.chunk_rows or 'automatic'}, "
-                 f"{torch.get_num_threads()} threads",
+        "title": f"mixture refit through PseudoLabelHandler: K = {mixture.n_components}, nu = {mixture.dof}, "
+                 f"{mixture.covariance_type} covariances, at most {mixture.max_iter} EM iterations, E-step chunk rows "
+                 f"{args.chunk_rows or 'automatic'}, {torch.get_num_threads()} threads",
         "header": header, "rows": table,
         "values": {"rows": sizes[-1], "wall_s": columns[1][-1], "fit_s": columns[3][-1],
                    "exponent": scaling_exponent(sizes, columns[1]), "added_gb": columns[5][-1]},
@@ -539,6 +565,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "scaling exponent)")
     parser.add_argument("--bank-dim", type=int, default=512)
     parser.add_argument("--chunk-rows", type=int, default=None, help="E-step chunk rows (default: the estimator's)")
+    parser.add_argument("--refit-max-iter", type=int, default=None,
+                        help="EM iteration cap of the refit (default: the paper config's estimator's); a low cap "
+                             "times the cost per iteration at several bank sizes in less time")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     if "--tiny" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(**TINY)

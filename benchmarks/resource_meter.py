@@ -12,7 +12,10 @@ Peak memory, two ways (Linux ``/proc``):
   (every 0.25 s it slowed a CPU-bound mixture fit on 2 cores by half).
 
 ``start_gb`` is the process's resident size when the block started: ``process_peak_gb - start_gb`` is what the
-block itself added.
+block itself added. ``tree_cpu_s`` adds to this process's CPU seconds those of its descendants, read at each poll
+(``utime + stime`` of ``/proc/PID/stat``): a worker's last second before it exits can be missed. Descendants are
+found below this process, so the workers of a process pool started through a fork server (a child that outlives
+the pool, whose exited workers ``os.times`` never sees) are counted too.
 """
 
 from __future__ import annotations
@@ -48,6 +51,18 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime: fields 14 and 15 of stat
+
+
 def _descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (via ``/proc/PID/task/*/children``)."""
     found, todo = [], [pid]
@@ -77,8 +92,8 @@ class ResourceMeter:
 
     Attributes (set on exit)
     ------------------------
-    wall_s, cpu_s
-        Wall-clock seconds and CPU seconds of this process (all its threads; not its children).
+    wall_s, cpu_s, tree_cpu_s
+        Wall-clock seconds, CPU seconds of this process (all its threads) and of it with its descendants.
     start_gb, process_peak_gb, tree_peak_gb
         Resident GB at the start, this process's peak, and the polled peak of the process tree (GB, 1e9 bytes).
 
@@ -92,19 +107,26 @@ class ResourceMeter:
     interval: float = 1.0
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    tree_cpu_s: float = 0.0
     start_gb: float = 0.0
     process_peak_gb: float = 0.0
     tree_peak_gb: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _tree_peak_kb: int = field(default=0, repr=False)
+    _children_cpu: dict[int, float] = field(default_factory=dict, repr=False)
 
     def _poll(self) -> None:
         pid = os.getpid()
         while not self._stop.wait(self.interval):
-            tree = _descendants(pid)
-            if len(tree) > 1:
-                self._tree_peak_kb = max(self._tree_peak_kb, sum(_pss_kb(p) for p in tree))
+            self._poll_children(pid)
+
+    def _poll_children(self, pid: int) -> None:
+        tree = _descendants(pid)
+        if len(tree) > 1:
+            self._tree_peak_kb = max(self._tree_peak_kb, sum(_pss_kb(p) for p in tree))
+            for child in tree[1:]:
+                self._children_cpu[child] = _cpu_s(child) - self._children_start.get(child, 0.0)
 
     def __enter__(self) -> ResourceMeter:
         if not _reset_high_water_mark():
@@ -112,6 +134,8 @@ class ResourceMeter:
         self.start_gb = _status_kb("self", "VmRSS") * _KB / 1e9
         self._stop.clear()
         self._tree_peak_kb = 0
+        self._children_cpu = {}
+        self._children_start = {child: _cpu_s(child) for child in _descendants(os.getpid())[1:]}
         self._thread = threading.Thread(target=self._poll, name="resource-meter", daemon=True)
         self._thread.start()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
@@ -122,10 +146,12 @@ class ResourceMeter:
         self.cpu_s = time.process_time() - self._cpu
         self._stop.set()
         self._thread.join()
+        self._poll_children(os.getpid())
+        self.tree_cpu_s = self.cpu_s + sum(self._children_cpu.values())
         self.process_peak_gb = _status_kb("self", "VmHWM") * _KB / 1e9
         self.tree_peak_gb = max(self._tree_peak_kb * _KB / 1e9, self.process_peak_gb)
 
     def as_dict(self) -> dict[str, float]:
         """The measured values, for JSON."""
-        return {"wall_s": self.wall_s, "cpu_s": self.cpu_s, "start_gb": self.start_gb,
+        return {"wall_s": self.wall_s, "cpu_s": self.cpu_s, "tree_cpu_s": self.tree_cpu_s, "start_gb": self.start_gb,
                 "process_peak_gb": self.process_peak_gb, "tree_peak_gb": self.tree_peak_gb}

@@ -13,7 +13,7 @@ from monai.engines.utils import IterationEvents
 from sklearn.metrics import adjusted_rand_score
 
 from monai_cxrcml.engines import CXRCMLTrainer
-from monai_cxrcml.handlers import StudentTMixtureHandler
+from monai_cxrcml.handlers import PseudoLabelHandler
 from monai_cxrcml.losses import CXRCMLLoss, PseudoLabelTripletLoss
 from monai_cxrcml.mixture import StudentTMixture
 from monai_cxrcml.networks import create_clip
@@ -54,7 +54,7 @@ def test_background_refit_on_a_side_stream_publishes_the_clusters_of_the_bank():
 
     engine = Engine(write)
     engine.register_events(*IterationEvents)
-    handler = StudentTMixtureHandler(240, StudentTMixture(n_components=4, random_state=0), overlap_iterations=2)
+    handler = PseudoLabelHandler(240, StudentTMixture(n_components=4, random_state=0), overlap_iterations=2)
     handler.attach(engine)
     published = {}
     engine.add_event_handler(Events.ITERATION_STARTED, lambda e: published.setdefault(e.state.iteration,
