@@ -68,16 +68,18 @@ class Sizes:
     batch_size: int
     warmup: int  # train-step warm-up iterations
     steps: int  # train-step timed iterations
-    workers: int  # DataLoader workers
+    workers: int  # DataLoader workers of the train-step and inference checks
+    epoch_workers: int | None  # the epoch's (None: configs/paper.yaml's num_workers, what users run)
     mixture_n: int
     mixture_d: int
     inference_films: int
 
 
 FULL = Sizes(films=2000, film_size=512, model=CHEXZERO_MODEL, image_size=224, batch_size=32, warmup=5, steps=40,
-             workers=max(1, (os.cpu_count() or 2) - 2), mixture_n=200_000, mixture_d=512, inference_films=1024)
+             workers=max(1, (os.cpu_count() or 2) - 2), epoch_workers=None, mixture_n=200_000, mixture_d=512,
+             inference_films=1024)
 TINY = Sizes(films=60, film_size=128, model="cxrcml-tiny", image_size=64, batch_size=8, warmup=1, steps=2,
-             workers=0, mixture_n=2000, mixture_d=32, inference_films=16)
+             workers=0, epoch_workers=0, mixture_n=2000, mixture_d=32, inference_films=16)
 
 
 @dataclass
@@ -174,9 +176,9 @@ def check_epoch(ctx: Context) -> list[Check]:
     from ignite.engine import Events
 
     s = ctx.sizes
+    workers = {} if s.epoch_workers is None else {"num_workers": s.epoch_workers}
     workflow = paper_workflow(ctx.phantom, ctx.checkpoint, ctx.work / "paper-epoch", ctx.cache_dir, epochs=1,
-                              model_name=s.model, image_size=s.image_size, batch_size=s.batch_size,
-                              num_workers=s.workers)
+                              model_name=s.model, image_size=s.image_size, batch_size=s.batch_size, **workers)
     parser = workflow.parser
     trainer = parser.get_parsed_content("train#trainer")
     parser.get_parsed_content("train#last_checkpoint").attach(trainer)  # as the bundle's `run` does
@@ -201,8 +203,9 @@ def check_epoch(ctx: Context) -> list[Check]:
               f"{torch.cuda.max_memory_reserved() / 2**30:.1f} GiB reserved") if ctx.cuda else "n/a (no CUDA)"
     rows = [
         Check(f"epoch of configs/paper.yaml on a {s.films:,}-film phantom ({films:,} training films, "
-              f"{s.workers} workers)", f"{epoch:.1f} s (validation {marks['val_end'] - marks['val_start']:.1f} s, "
-              f"refit {refit:.2f} s)", "(reported)", "info", ctx.this("epoch")),
+              f"{parser['num_workers']} workers)",
+              f"{epoch:.1f} s (validation {marks['val_end'] - marks['val_start']:.1f} s, refit {refit:.2f} s)",
+              "(reported)", "info", ctx.this("epoch")),
         Check("peak GPU memory of the epoch", memory, "(reported)", "info", ctx.this("epoch")),
         Check("refit share of this epoch", f"{100 * refit / epoch:.1f}% ({int(mixture.last_diagnostics['n_films']):,}"
               " films in the bank)", f"< {100 * REFIT_SHARE_TARGET:g}%", ctx.status(refit / epoch < REFIT_SHARE_TARGET),

@@ -53,6 +53,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -329,13 +330,33 @@ def stage_train(args: argparse.Namespace) -> Result:
     }
 
 
-def _refit_once(args: argparse.Namespace, n: int) -> tuple[list, object]:
-    """One epoch-end refit of the paper's mixture by the handler on an ``[n, bank_dim]`` bank: the measured row."""
+@dataclass
+class RefitMeasure:
+    """One refit of the refit stage: sizes, times, EM iterations and memory."""
+
+    rows: int
+    wall_s: float  # the handler's epoch-end refit: fit, responsibilities, diagnostics
+    cpu_s: float
+    init_cpu_s: float  # the estimator's initialisation alone (k-means), a fit with max_iter 0
+    em_iterations: int
+    added_gb: float  # peak memory the refit added to the process
+    bank_gb: float
+    clusters: int
+
+    @property
+    def cpu_per_iteration(self) -> float:
+        """CPU s per EM iteration, responsibilities and diagnostics spread over the iterations."""
+        return (self.cpu_s - self.init_cpu_s) / max(1, self.em_iterations)
+
+
+def _refit_once(args: argparse.Namespace, n: int) -> tuple[RefitMeasure, object]:
+    """One epoch-end refit of the paper's mixture by the handler on an ``[n, bank_dim]`` bank; and the estimator."""
     import gc
 
     import torch
     from ignite.engine import Engine, Events
     from monai.engines.utils import IterationEvents
+    from sklearn.base import clone
 
     from bench_refit_share import synthetic_bank
     from monai_cxrcml.handlers import PseudoLabelHandler
@@ -348,6 +369,8 @@ def _refit_once(args: argparse.Namespace, n: int) -> tuple[list, object]:
         mixture.set_params(max_iter=args.refit_max_iter)
     bank = torch.from_numpy(synthetic_bank(n, args.bank_dim, mixture.n_components).astype(np.float32))
     labels = draw_labels(n, np.random.default_rng(0))
+    with ResourceMeter() as init:
+        clone(mixture).set_params(max_iter=0).fit(bank)
     handler = PseudoLabelHandler(n, mixture, warm_start=config["cluster_warm_start"], reference_labels=labels)
     gc.collect()
 
@@ -358,47 +381,51 @@ def _refit_once(args: argparse.Namespace, n: int) -> tuple[list, object]:
 
     engine = Engine(write_batch)
     engine.register_events(*IterationEvents)
-    meter = ResourceMeter()
+    meter = ResourceMeter()  # around the handler's refit alone: registered before and after it
     engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: meter.__enter__())
     handler.attach(engine)
     engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: meter.__exit__(None, None, None))
     engine.run(list(torch.arange(n).split(PAPER_BATCH)), max_epochs=1)
     fit = handler.last_diagnostics
-    row = [n, meter.wall_s, meter.cpu_s, fit["seconds"], int(fit["n_iter"]), meter.process_peak_gb - meter.start_gb,
-           bank.numel() * 4 / 1e9, int(fit["clusters_used"])]
-    return row, mixture
+    return RefitMeasure(n, meter.wall_s, meter.cpu_s, init.cpu_s, int(fit["n_iter"]),
+                        meter.process_peak_gb - meter.start_gb, bank.numel() * 4 / 1e9,
+                        int(fit["clusters_used"])), mixture
 
 
 def stage_refit(args: argparse.Namespace) -> Result:
     import torch
 
-    rows, sizes = [], []
+    measures = []
     for n in args.bank_rows:
-        row, mixture = _refit_once(args, n)
-        rows.append(row)
-        sizes.append(n)
-    header = ["measure", *[f"{n:,} x {args.bank_dim}" for n in sizes], "exponent"]
-    columns = list(zip(*rows))
+        measure, mixture = _refit_once(args, n)
+        measures.append(measure)
+    sizes = [m.rows for m in measures]
+
+    def row(label: str, values: list[str], exponent_of: list[float] | None = None) -> list[str]:
+        return [label, *values, "" if exponent_of is None else _exponent_text(scaling_exponent(sizes, exponent_of))]
+
     table = [
-        ["refit at epoch end, wall s (CPU s)", *[f"{w:.1f} ({c:.1f})" for w, c in zip(columns[1], columns[2])],
-         _exponent_text(scaling_exponent(sizes, columns[1]))],
-        ["fit + responsibilities s (handler)", *[f"{s:.1f}" for s in columns[3]],
-         _exponent_text(scaling_exponent(sizes, columns[3]))],
-        ["EM iterations", *[str(i) for i in columns[4]], ""],
-        ["s per EM iteration (fit s / iterations)", *[f"{s / i:.2f}" for s, i in zip(columns[3], columns[4])],
-         _exponent_text(scaling_exponent(sizes, [s / i for s, i in zip(columns[3], columns[4])]))],
-        ["bank (float32)", *[f"{b:.3f} GB" for b in columns[6]], ""],
-        ["peak memory added by the refit", *[f"{a:.3f} GB = {a / b:.1f} banks" for a, b in zip(columns[5], columns[6])],
-         _memory_exponent(sizes, columns[5])],
-        ["clusters used", *[str(k) for k in columns[7]], ""],
+        row("refit at epoch end, wall s (CPU s)", [f"{m.wall_s:.1f} ({m.cpu_s:.1f})" for m in measures],
+            [m.cpu_s for m in measures]),
+        row("of which initialisation (k-means), CPU s", [f"{m.init_cpu_s:.1f}" for m in measures],
+            [m.init_cpu_s for m in measures]),
+        row("EM iterations", [str(m.em_iterations) for m in measures]),
+        row("CPU s per EM iteration (with responsibilities, diagnostics)",
+            [f"{m.cpu_per_iteration:.2f}" for m in measures], [m.cpu_per_iteration for m in measures]),
+        row("bank (float32)", [f"{m.bank_gb:.3f} GB" for m in measures]),
+        row("peak memory added by the refit", [f"{m.added_gb:.3f} GB = {m.added_gb / m.bank_gb:.1f} banks"
+                                               for m in measures]),
+        row("clusters used", [str(m.clusters) for m in measures]),
     ]
+    table[-2][-1] = _memory_exponent(sizes, [m.added_gb for m in measures])
+    last = measures[-1]
     return {
         "title": f"mixture refit through PseudoLabelHandler: K = {mixture.n_components}, nu = {mixture.dof}, "
                  f"{mixture.covariance_type} covariances, at most {mixture.max_iter} EM iterations, E-step chunk rows "
                  f"{args.chunk_rows or 'automatic'}, {torch.get_num_threads()} threads",
-        "header": header, "rows": table,
-        "values": {"rows": sizes[-1], "wall_s": columns[1][-1], "fit_s": columns[3][-1],
-                   "exponent": scaling_exponent(sizes, columns[1]), "added_gb": columns[5][-1]},
+        "header": ["measure", *[f"{n:,} x {args.bank_dim}" for n in sizes], "exponent (CPU s)"], "rows": table,
+        "values": {"rows": last.rows, "wall_s": last.wall_s, "em_iterations": last.em_iterations,
+                   "max_iter": mixture.max_iter, "added_gb": last.added_gb},
     }
 
 
@@ -438,7 +465,7 @@ def stage_extrapolate(args: argparse.Namespace) -> Result:
     s_per_image = train["s_per_iteration"] / train["batch_size"]
     cpu = {
         "training iterations": mimic_train * s_per_image,
-        "mixture refit": refit["fit_s"] * mimic_train / refit["rows"],
+        "mixture refit": refit["wall_s"] * mimic_train / refit["rows"],
         "validation pass": mimic_val / val["films_per_s"],
     }
     cpu_epoch = sum(cpu.values())
@@ -454,7 +481,8 @@ def stage_extrapolate(args: argparse.Namespace) -> Result:
          f">= {GPU_IMAGES_PER_S:,.0f} images/s: {_duration(gpu_train)}",
          f"{cpu['training iterations'] / gpu_train:,.0f}x this CPU"],
         ["mixture refit (once per epoch)", f"{mimic_train:,} x 512 bank",
-         f"{refit['fit_s']:.1f} s at {refit['rows']:,} rows, scaled linearly", _duration(cpu["mixture refit"]),
+         f"{refit['wall_s']:.1f} s at {refit['rows']:,} rows ({refit['em_iterations']} EM iterations, at most "
+         f"{refit['max_iter']}), scaled linearly", _duration(cpu["mixture refit"]),
          f"< 5% of the epoch: <= {gpu_refit:.1f} s", f"{cpu['mixture refit'] / gpu_refit:,.0f}x this CPU"],
         ["validation pass (each epoch)", f"{mimic_val:,} films", f"{val['films_per_s']:.2f} films/s",
          _duration(cpu["validation pass"]), f"~3x the training rate: {_duration(gpu_val)}",
