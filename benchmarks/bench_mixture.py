@@ -90,20 +90,32 @@ def _timed(fn: Callable[[], object], device: str) -> tuple[object, float]:
     return out, time.perf_counter() - tick
 
 
+def estimator_params(case: Case, tol: float = 1e-3, seed: int = 0) -> dict:
+    """Keyword arguments every mixture of a case is fitted with (components, tolerance, iteration cap, seed)."""
+    return dict(n_components=case.k, tol=tol, max_iter=case.max_iter, random_state=seed)
+
+
+def time_fit(label: str, est: StudentTMixture, x: torch.Tensor, truth: np.ndarray, x_score: torch.Tensor,
+             device: str) -> Row:
+    """Fit ``est`` to ``x`` ``[N, d]`` (after a warm-up fit on 64 rows), timed; scored on ``x_score`` (float64) and
+    against the true labels ``truth`` ``[N]``."""
+    est.fit(x[:64])  # warm-up (kernels, allocator) outside the timing
+    _, seconds = _timed(lambda: est.fit(x), device)
+    ari = adjusted_rand_score(truth, est.predict(x).cpu().numpy())
+    label += f", {est.n_reseeded_} re-seeded" if est.n_reseeded_ else ""
+    return Row(label, seconds, est.n_iter_, est.score(x_score), ari)
+
+
 def run_case(case: Case, device: str, tol: float, seed: int, estimate_dof: bool, own_init: bool,
              emit: Callable[[Row], None]) -> None:
     """Fit every method on the case's data, passing each row to ``emit`` as soon as it is measured."""
     x64, truth = make_data(case)
     x32 = torch.tensor(x64, dtype=torch.float32, device=device)
     x64_t = torch.tensor(x64, device=device)
-    common = dict(n_components=case.k, tol=tol, max_iter=case.max_iter, random_state=seed)
+    common = estimator_params(case, tol, seed)
 
     def ours(label: str, est: StudentTMixture, x: torch.Tensor) -> StudentTMixture:
-        est.fit(x[:64])  # warm-up (kernels, allocator) outside the timing
-        _, seconds = _timed(lambda: est.fit(x), device)
-        ari = adjusted_rand_score(truth, est.predict(x).cpu().numpy())
-        label += f", {est.n_reseeded_} re-seeded" if est.n_reseeded_ else ""
-        emit(Row(label, seconds, est.n_iter_, est.score(x64_t), ari))
+        emit(time_fit(label, est, x, truth, x64_t, device))
         return est
 
     with warnings.catch_warnings():

@@ -74,16 +74,24 @@ def synthetic_batches(n_batches: int, batch: int, size: int, model_name: str) ->
 
 def cache_loader(args: argparse.Namespace, n_batches: int, device: str) -> torch.utils.data.DataLoader:
     """Training transforms over a phantom read through a warm FilmCache; ``n_batches`` full batches."""
+    from monai_cxrcml.data import ensure_phantom
+
+    root = ensure_phantom(args.phantom_dir, patients=args.phantom_patients, size=args.phantom_size, seed=0)
+    return phantom_loader(args, root, Path(args.phantom_dir) / "cache", n_batches, device)
+
+
+def phantom_loader(args: argparse.Namespace, root: Path, cache_dir: Path, n_batches: int,
+                   device: str) -> torch.utils.data.DataLoader:
+    """Training transforms over the fold-0 training films of the phantom data set in ``root``, read through a
+    FilmCache in ``cache_dir`` (warmed first); ``n_batches`` full batches of ``args.batch_size``."""
     from monai.data import Dataset
 
-    from monai_cxrcml.data import ensure_phantom, load_fold
+    from monai_cxrcml.data import load_fold
     from monai_cxrcml.data.cache import FilmCache
     from monai_cxrcml.transforms import chest_film_transforms, skip_unreadable_collate
 
-    root = ensure_phantom(args.phantom_dir, patients=args.phantom_patients, size=args.phantom_size, seed=0)
     fold = load_fold(Path(root) / "train_labeled.csv", root, fold=0, num_folds=5, seed=0)
     items = fold.datalist("train")
-    cache_dir = Path(args.phantom_dir) / "cache"
     FilmCache(cache_dir, args.image_size).warm([item["image"] for item in items], progress=False)
     items = [dict(items[i % len(items)], sample_id=i) for i in range(n_batches * args.batch_size)]
     transforms = chest_film_transforms(
@@ -131,16 +139,27 @@ def measure(args: argparse.Namespace, variant: Variant, data, device: str, profi
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=args.warmup), lambda e: mark("start"))
     trainer.add_event_handler(Events.COMPLETED, lambda e: mark("end"))
     if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
-
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-        with torch_profile(activities=activities) as prof:
+        with operator_profiler(device) as profiler:
             trainer.run()
-        key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-        print(prof.key_averages().table(sort_by=key, row_limit=15), file=sys.stderr)
+        print(top_operators(profiler, device), file=sys.stderr)
     else:
         trainer.run()
     return args.steps * args.batch_size / (marks["end"] - marks["start"])
+
+
+def operator_profiler(device: str) -> torch.profiler.profile:
+    """A torch.profiler recording CPU operators (and CUDA kernels on ``"cuda"``): a context manager, or
+    ``start()`` / ``stop()`` around the iterations to profile."""
+    from torch.profiler import ProfilerActivity
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    return torch.profiler.profile(activities=activities)
+
+
+def top_operators(profiler: torch.profiler.profile, device: str, rows: int = 15) -> str:
+    """The profiled operators that took the most self time (device time on CUDA), as torch.profiler's table."""
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=key, row_limit=rows)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,10 @@
 """The learning-rate schedule of a training run, chosen by name, and the MONAI ``LrScheduleHandler`` that steps it.
 
 ``"plateau"`` (the paper's)
-    ``ReduceLROnPlateau`` on the validation key metric (macro AUC, ``mode="max"``), stepped after each validation.
-    Right when training starts from CheXzero weights, whose zero-shot AUC is informative from epoch 1.
+    ``ReduceLROnPlateau`` on the validation key metric (macro AUC, ``mode="max"``), stepped at the end of each
+    validation run, so its patience counts validations: with ``val_interval > 1`` the epochs without one neither
+    read a metric that does not exist yet nor count a stale one as an epoch without progress. Right when training
+    starts from CheXzero weights, whose zero-shot AUC is informative from epoch 1.
 ``"warmup_cosine"``
     Linear warm-up over ``warmup_steps`` iterations (at most ``max_warmup_fraction`` of the run, so a short run
     still decays), then cosine decay to ``end_lr`` at the last iteration, stepped every iteration. Needed from
@@ -23,11 +25,28 @@ from ignite.engine import Engine
 from monai.handlers import LrScheduleHandler
 from monai.optimizers import WarmupCosineSchedule
 
-__all__ = ["LR_SCHEDULES", "lr_schedule_handler", "lr_scheduler"]
+__all__ = ["LR_SCHEDULES", "ValidationLrScheduleHandler", "lr_schedule_handler", "lr_scheduler"]
 
 logger = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("plateau", "warmup_cosine")
+
+
+class ValidationLrScheduleHandler(LrScheduleHandler):
+    """Steps ``lr_scheduler`` with ``validator.state.metrics[metric_name]`` at the end of every validation run.
+
+    Attached to the trainer (as every training handler is), it hooks itself to ``validator``'s epoch end, after the
+    validator's metrics are computed.
+    """
+
+    def __init__(self, lr_scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau, validator: Engine,
+                 metric_name: str = "macro_auc") -> None:
+        super().__init__(lr_scheduler, print_lr=True, epoch_level=True,
+                         step_transform=lambda engine: engine.state.metrics[metric_name])
+        self.validator = validator
+
+    def attach(self, engine: Engine) -> None:
+        super().attach(self.validator)
 
 
 def lr_scheduler(
@@ -95,6 +114,5 @@ def lr_schedule_handler(
     if isinstance(lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         if validator is None:
             raise ValueError("a plateau schedule watches a validation metric: pass validator=@validate#evaluator.")
-        return LrScheduleHandler(lr_scheduler, print_lr=True, epoch_level=True,
-                                 step_transform=lambda engine: validator.state.metrics[metric_name])
+        return ValidationLrScheduleHandler(lr_scheduler, validator, metric_name)
     return LrScheduleHandler(lr_scheduler, print_lr=False, epoch_level=False)
