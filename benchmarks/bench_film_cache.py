@@ -33,7 +33,7 @@ from PIL import Image
 
 from monai_cxrcml.data.cache import FilmCache
 from monai_cxrcml.data.films import load_film
-from monai_cxrcml.data.phantom import make_phantom
+from monai_cxrcml.phantom import make_phantom
 from monai_cxrcml.transforms import LoadFilmd
 
 FILM_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".nii", ".nii.gz")

@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         epoch = n / ips
         print(f"| {name} | {n:,} | {d} | {refit.cold_s:.2f} ({refit.cold_iter}) | {refit.warm_s:.2f} "
               f"({refit.warm_iter}) | {epoch:.1f} ({ips:,.0f} {source}) | "
-              f"{100 * refit.cold_s / (epoch + refit.cold_s):.1f}% | {100 * refit.warm_s / (epoch + refit.warm_s):.1f}% |")
+              f"{100 * refit.cold_s / (epoch + refit.cold_s):.1f}% | "
+              f"{100 * refit.warm_s / (epoch + refit.warm_s):.1f}% |")
     if args.loop:
         rows = loop_epochs(args.loop_films, args.loop_epochs, args.overlap, args.covariance, args.device)
         print(f"\n{MODEL}, {args.loop_films} synthetic films, batch 32, epochs 2..{args.loop_epochs}, {where}")

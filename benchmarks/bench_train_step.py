@@ -74,7 +74,7 @@ def synthetic_batches(n_batches: int, batch: int, size: int, model_name: str) ->
 
 def cache_loader(args: argparse.Namespace, n_batches: int, device: str) -> torch.utils.data.DataLoader:
     """Training transforms over a phantom read through a warm FilmCache; ``n_batches`` full batches."""
-    from monai_cxrcml.data import ensure_phantom
+    from monai_cxrcml.phantom import ensure_phantom
 
     root = ensure_phantom(args.phantom_dir, patients=args.phantom_patients, size=args.phantom_size, seed=0)
     return phantom_loader(args, root, Path(args.phantom_dir) / "cache", n_batches, device)

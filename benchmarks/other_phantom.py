@@ -1,4 +1,4 @@
-"""A CXR-LT-format data set written independently of ``monai_cxrcml.data.phantom``, to check that the demo's recipe
+"""A CXR-LT-format data set written independently of ``monai_cxrcml.phantom``, to check that the demo's recipe
 is not tuned to our own phantom.
 
 Only the file formats are shared with the package's phantom (CXR-LT 2024 ``train_labeled.csv`` in the real schema,

@@ -16,9 +16,8 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from monai_cxrcml.data import ensure_phantom
-from monai_cxrcml.data.phantom import make_phantom
 from monai_cxrcml.networks import create_clip
+from monai_cxrcml.phantom import ensure_phantom, make_phantom
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = (str(REPO / "bundle" / "configs" / "train.yaml"), str(REPO / "configs" / "paper.yaml"))
@@ -35,7 +34,7 @@ def film_phantom(root: str | os.PathLike, films: int, film_size: int, jobs: int 
     """A phantom data set of at least about ``films`` films of ``film_size`` px (height), all in
     ``train_labeled.csv`` (``--split-fractions 1 0 0``: the fold cuts test and validation from it, as on MIMIC).
 
-    ``reuse`` keeps a phantom made earlier with the same arguments (:func:`~monai_cxrcml.data.ensure_phantom`);
+    ``reuse`` keeps a phantom made earlier with the same arguments (:func:`~monai_cxrcml.phantom.ensure_phantom`);
     otherwise it is written anew (to time it).
     """
     options = dict(patients=math.ceil(films / FILMS_PER_PATIENT), size=film_size, seed=0,

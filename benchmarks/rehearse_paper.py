@@ -6,7 +6,7 @@ Stages (``--stages``, in this order; each runs in its own process, so its peak m
 ``phantom``
     A phantom data set at real film size: ``--films`` films (default 2000) of ``--film-size`` px (default 3000:
     ~2500 x 3000 portrait 8-bit JPEGs) in the MIMIC-CXR-JPG layout, all listed in ``train_labeled.csv``
-    (``python -m monai_cxrcml.data.phantom --split-fractions 1 0 0``). Films/s, CPU s/film, GB on disk.
+    (``python -m monai_cxrcml.phantom --split-fractions 1 0 0``). Films/s, CPU s/film, GB on disk.
 ``table``
     A CXR-LT-format label file of ``--csv-rows`` rows (default 258,871, 45,480 patients; ``mimic_table.py``; the
     films need not exist) written, read (``read_cxrlt_csv``), cut into fold 0 of 5 (``load_fold``: patient-level

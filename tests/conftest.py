@@ -39,7 +39,7 @@ def model() -> torch.nn.Module:
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A phantom CXR-LT + MIMIC-CXR-JPG file set small enough for unit tests (shared, read-only)."""
-    from monai_cxrcml.data.phantom import make_phantom
+    from monai_cxrcml.phantom import make_phantom
 
     return make_phantom(tmp_path_factory.mktemp("phantom"), patients=120, size=128, seed=0)
 

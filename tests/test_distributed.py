@@ -91,7 +91,8 @@ caption_shuffle: false
 train#preprocessing#augment: false
 train#shuffle_sampler#shuffle: false
 +run:
-  - "$torch.save(@train#pseudo_labels.pseudo_labels.cpu(), os.path.join(@output_dir, 'pseudo_labels_rank' + str(torch.distributed.get_rank() if torch.distributed.is_initialized() else 0) + '.pt'))"
+  - "$torch.save(@train#pseudo_labels.pseudo_labels.cpu(), os.path.join(@output_dir, 'pseudo_labels_rank' \
+    + str(torch.distributed.get_rank() if torch.distributed.is_initialized() else 0) + '.pt'))"
 """
 
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from monai_cxrcml.calibration import calibrate
-from monai_cxrcml.cli.options import add_fold_options, add_model_options, fold_kwargs, model_kwargs
+from monai_cxrcml.cli.options import (
+    add_fold_options,
+    add_loader_options,
+    add_model_options,
+    fold_kwargs,
+    loader_kwargs,
+    model_kwargs,
+    setup_logging,
+)
 from monai_cxrcml.data.classes import class_selection
 from monai_cxrcml.networks import read_prompts
 from monai_cxrcml.networks import CheckpointError
@@ -38,23 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bins", type=int, default=15, help="equal-width ECE bins")
     parser.add_argument("--min-count", type=int, default=5,
                         help="classes with fewer known positives or negatives get the global temperature")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_loader_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Fit the calibration (see ``--help``), print the ECE before and after; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         model = model_kwargs(args)
         calibration = calibrate(
             model.pop("model"), **fold_kwargs(args), class_names=class_selection(args.classes), part=args.part,
             per_class=args.per_class, bias=args.bias, n_bins=args.bins, min_count=args.min_count,
-            protocol=args.protocol, prompts=read_prompts(args.prompts), batch_size=args.batch_size,
-            num_workers=args.num_workers, device=args.device, output=args.output, **model,
+            protocol=args.protocol, prompts=read_prompts(args.prompts), output=args.output, **model,
+            **loader_kwargs(args),
         )
     except (ValueError, OSError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from monai_cxrcml.cli.options import (
     add_fold_options,
+    add_loader_options,
     add_model_options,
     add_scoring_options,
     fold_kwargs,
+    loader_kwargs,
     model_kwargs,
     scoring_kwargs,
+    setup_logging,
 )
 from monai_cxrcml.data.films import FilmReadError
 from monai_cxrcml.data.vocabulary import read_class_map
@@ -43,22 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     add_scoring_options(parser, "cxrlt2024, chexpert or class names (default: the model's)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="patient-bootstrap resamples (0: no intervals)")
     parser.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="an unreadable film")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_loader_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate (see ``--help``), print the AUC table; returns the exit status (2 with a message on a user error)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         model = model_kwargs(args)
         report = evaluate(
             model.pop("model"), **fold_kwargs(args), part=args.part, class_map=read_class_map(args.class_map),
             n_bootstrap=args.bootstrap,
-            on_error=args.on_error, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+            on_error=args.on_error, **loader_kwargs(args),
             output_dir=args.output_dir, **model, **scoring_kwargs(args),
         )
     except (ValueError, OSError, CheckpointError, FilmReadError) as err:

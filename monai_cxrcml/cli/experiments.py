@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import yaml
 
+from monai_cxrcml.cli.options import setup_logging
 from monai_cxrcml.experiments.runner import DEFAULT_BUNDLE_CONFIG, TABLE_PROTOCOLS, run_experiment
 from monai_cxrcml.experiments.summary import compare, summarise
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp.add_argument("--protocols", nargs="+", default=list(TABLE_PROTOCOLS),
                      help="one column group per protocol; 'own' is each run's own (default: %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    setup_logging(logging.INFO, "%(asctime)s %(message)s")
 
     if args.command == "run":
         experiment = run_experiment(args.name, args.config, args.output_root, args.folds, args.seeds,

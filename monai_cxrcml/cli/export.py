@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
+from monai_cxrcml.cli.options import setup_logging
 from monai_cxrcml.data.classes import class_selection
 from monai_cxrcml.export import export_checkpoint
 from monai_cxrcml.networks import CheckpointError
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Export (see ``--help``); returns the exit status (2 with a message on a user error)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         bundle = export_checkpoint(args.checkpoint, args.output, args.model_name, args.image_size,
                                    args.normalization, class_selection(args.classes), args.protocol,

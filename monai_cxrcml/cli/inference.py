@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai_cxrcml.cli.options import add_model_options, add_scoring_options, model_kwargs, scoring_kwargs
+from monai_cxrcml.cli.options import (
+    add_loader_options,
+    add_model_options,
+    add_scoring_options,
+    loader_kwargs,
+    model_kwargs,
+    scoring_kwargs,
+    setup_logging,
+)
 from monai_cxrcml.handlers.submission_writer import AGGREGATIONS
 from monai_cxrcml.inference import NoReadableFilmError, predict
 from monai_cxrcml.networks import CheckpointError
@@ -32,23 +38,21 @@ def _parser() -> argparse.ArgumentParser:
     add_scoring_options(parser, "cxrlt2024, chexpert, or class names in column order (default: a CSV's own class "
                                 "columns, else the model's classes)")
     parser.add_argument("--aggregate", choices=AGGREGATIONS, help="mean or max over the films of a study")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_loader_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Score the films (see ``--help``); returns the exit status (2 with a message on a user error)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     first = Path(args.source[0])
     single = len(args.source) == 1 and (first.is_dir() or first.name.lower().endswith((".csv", ".csv.gz")))
     try:
         model = model_kwargs(args)
         submission = predict(
             args.source[0] if single else args.source, model.pop("model"), image_root=args.image_root,
-            batch_size=args.batch_size, device=args.device, num_workers=args.num_workers, aggregate=args.aggregate,
+            aggregate=args.aggregate, **loader_kwargs(args),
             output=args.output, **model, **scoring_kwargs(args),
         )
     except (ValueError, OSError, CheckpointError, NoReadableFilmError) as err:

@@ -1,8 +1,10 @@
-"""Options shared by the command lines that score films: the model, what to score, how to score it."""
+"""Options shared by the command lines that score films: the model, what to score, how to score it, how to load
+the films; and the logging every command line sets up."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any
 
@@ -12,13 +14,37 @@ from monai_cxrcml.networks import PROMPT_PRESETS, read_prompts
 from monai_cxrcml.protocols import PROTOCOLS
 
 __all__ = [
+    "LOG_FORMAT",
     "add_fold_options",
+    "add_loader_options",
     "add_model_options",
     "add_scoring_options",
     "fold_kwargs",
+    "loader_kwargs",
     "model_kwargs",
     "scoring_kwargs",
+    "setup_logging",
 ]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""Log line of the command lines that load a model: time, level, logger and message."""
+
+
+def setup_logging(level: int = logging.INFO, fmt: str = LOG_FORMAT, **kwargs: Any) -> None:
+    """Send log records of ``level`` and above to stderr as ``fmt`` lines (``logging.basicConfig``)."""
+    logging.basicConfig(level=level, format=fmt, **kwargs)
+
+
+def add_loader_options(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size``, ``--num-workers`` and ``--device``: how films are loaded and where the model runs."""
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
+def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`add_loader_options`' options."""
+    return {"batch_size": args.batch_size, "num_workers": args.num_workers, "device": args.device}
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

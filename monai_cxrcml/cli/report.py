@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from monai_cxrcml.cli.options import setup_logging
 from monai_cxrcml.report.build import make_report
 from monai_cxrcml.report.summary import FORMATS
 
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bins", type=int, default=15, help="bins of the reliability diagram (default 15)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the t-SNE subset and layout (default 0)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    setup_logging(logging.INFO, "%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         result = make_report(args.run_dir, classes=args.classes, finding=args.finding, fmt=args.fmt,
                              tsne_max=args.tsne_max, n_bins=args.bins, seed=args.seed)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from monai_cxrcml.cli.options import setup_logging
 from monai_cxrcml.data.formats import LABEL_FORMATS
 from monai_cxrcml.data.groups import GROUP_RULES
 from monai_cxrcml.data.summary import summarize_label_file
@@ -73,7 +74,7 @@ def format_summary(summary: dict[str, Any], sort: str = "count") -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Summarise the file (see ``--help``); returns the exit status (2 with a message on a user error)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     options = {} if args.rule is None else {"rule": args.rule}
     try:
         summary = summarize_label_file(args.file, args.label_format, uncertain=args.uncertain, blank=args.blank,

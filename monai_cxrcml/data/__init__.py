@@ -1,66 +1,83 @@
 """Chest X-ray data: label tables of CXR-LT / MIMIC-CXR, NIH, PadChest, CheXpert and VinDr-CXR (format found from
 the header), class vocabularies across them, radiology reports, folders of films, patient-level splits, class
-groups, film reading, the preprocessing cache and the phantom data set.
-
-Names are imported on first use (PEP 562), so ``python -m monai_cxrcml.data.phantom`` and its worker processes
-do not pay for torch, which only the film reader and the cache need.
+groups, film reading and the preprocessing cache.
 """
 
-from __future__ import annotations
+from .cache import FilmCache
+from .chexpert import read_chexpert_csv
+from .classes import (
+    CHEXPERT_CLASSES,
+    CXRLT2024_CLASSES,
+    CXRLT2024_TRAIN_COUNTS,
+    CXRLT2024_TRAIN_SIZE,
+    CXRLT2024_UNSEEN_CLASSES,
+    finding_phrase,
+    resolve_class_names,
+)
+from .cxrlt import read_cxrlt_csv
+from .films import FilmReadError, read_film
+from .fold import FoldData, load_fold, load_test_set
+from .folder import IMAGE_EXTENSIONS, list_image_folder
+from .formats import LABEL_FORMATS, detect_label_format, read_label_table
+from .groups import GROUP_RULES, base_rare_groups, group_rule, grouping_counts, prevalence_groups
+from .image_list import read_image_list
+from .mimic import FRONTAL_VIEWS, mimic_relative_path, read_mimic_chexpert
+from .nih import NIH_CLASSES, read_nih_csv
+from .padchest import read_padchest_csv
+from .sampler import ClusterBalancedSampler
+from .seeded import EpochSeededDataset, item_seed
+from .splits import fold_report, fold_split, holdout_split, iterative_stratification, patient_folds, patient_matrix
+from .table import LABEL_POLICIES, LabelTable
+from .vindr import VINDR_CLASSES, read_vindr_csv
+from .vocabulary import ClassMatch, map_class_names, synonyms
 
-import importlib
-from typing import Any
-
-_EXPORTS: dict[str, tuple[str, ...]] = {
-    "cache": ("FilmCache",),
-    "classes": (
-        "CHEXPERT_CLASSES",
-        "CXRLT2024_CLASSES",
-        "CXRLT2024_TRAIN_COUNTS",
-        "CXRLT2024_TRAIN_SIZE",
-        "CXRLT2024_UNSEEN_CLASSES",
-        "finding_phrase",
-        "resolve_class_names",
-    ),
-    "chexpert": ("read_chexpert_csv",),
-    "cxrlt": ("read_cxrlt_csv",),
-    "films": ("FilmReadError", "read_film"),
-    "fold": ("FoldData", "load_fold", "load_test_set"),
-    "formats": ("LABEL_FORMATS", "detect_label_format", "read_label_table"),
-    "folder": ("IMAGE_EXTENSIONS", "list_image_folder"),
-    "image_list": ("read_image_list",),
-    "groups": ("GROUP_RULES", "base_rare_groups", "group_rule", "grouping_counts", "prevalence_groups"),
-    "mimic": ("FRONTAL_VIEWS", "mimic_relative_path", "read_mimic_chexpert"),
-    "nih": ("NIH_CLASSES", "read_nih_csv"),
-    "padchest": ("read_padchest_csv",),
-    "phantom": ("ensure_phantom", "make_phantom", "make_table_phantom", "phantom_label_file", "torchxrayvision_table"),
-    "sampler": ("ClusterBalancedSampler",),
-    "seeded": ("EpochSeededDataset", "item_seed"),
-    "splits": (
-        "fold_report",
-        "fold_split",
-        "holdout_split",
-        "iterative_stratification",
-        "patient_folds",
-        "patient_matrix",
-    ),
-    "table": ("LABEL_POLICIES", "LabelTable"),
-    "vocabulary": ("ClassMatch", "map_class_names", "synonyms"),
-    "vindr": ("VINDR_CLASSES", "read_vindr_csv"),
-}
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__ = [
+    "CHEXPERT_CLASSES",
+    "CXRLT2024_CLASSES",
+    "CXRLT2024_TRAIN_COUNTS",
+    "CXRLT2024_TRAIN_SIZE",
+    "CXRLT2024_UNSEEN_CLASSES",
+    "ClassMatch",
+    "ClusterBalancedSampler",
+    "EpochSeededDataset",
+    "FRONTAL_VIEWS",
+    "FilmCache",
+    "FilmReadError",
+    "FoldData",
+    "GROUP_RULES",
+    "IMAGE_EXTENSIONS",
+    "LABEL_FORMATS",
+    "LABEL_POLICIES",
+    "LabelTable",
+    "NIH_CLASSES",
+    "VINDR_CLASSES",
+    "base_rare_groups",
+    "detect_label_format",
+    "finding_phrase",
+    "fold_report",
+    "fold_split",
+    "group_rule",
+    "grouping_counts",
+    "holdout_split",
+    "item_seed",
+    "iterative_stratification",
+    "list_image_folder",
+    "load_fold",
+    "load_test_set",
+    "map_class_names",
+    "mimic_relative_path",
+    "patient_folds",
+    "patient_matrix",
+    "prevalence_groups",
+    "read_chexpert_csv",
+    "read_cxrlt_csv",
+    "read_film",
+    "read_image_list",
+    "read_label_table",
+    "read_mimic_chexpert",
+    "read_nih_csv",
+    "read_padchest_csv",
+    "read_vindr_csv",
+    "resolve_class_names",
+    "synonyms",
+]

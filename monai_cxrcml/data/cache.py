@@ -10,9 +10,8 @@ Layout and validity
     name, written out in its ``settings.json``. Each entry holds a 48-byte header (magic, dtype, height, width,
     the source's size and mtime in ns, CRC-32 of the pixels) and the raw pixels. An entry whose source size or mtime
     differs is stale and rebuilt in place (no orphans); a truncated or corrupt entry (bad magic, length or CRC) is
-    rebuilt with a log line. Writes go to a temporary file in the same folder and are published with
-    ``os.replace``, so parallel DataLoader workers and processes never see half-written entries. A cache folder
-    that cannot be written (read-only, disk full) degrades to uncached reads with one warning.
+    rebuilt with a log line. Writes are published with ``os.replace`` (no worker sees half-written entries); a
+    folder that cannot be written (read-only, disk full) degrades to uncached reads with one warning.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from .formats import read_label_table
 from .groups import base_rare_groups, prevalence_groups
 from .reports import attach_reports
 from .splits import fold_report, fold_split, holdout_split
-from .table import LabelTable, csv_header
+from .csv_reading import csv_header
+from .table import LabelTable
 
 __all__ = ["FoldData", "load_fold", "load_test_set", "PARTS"]
 

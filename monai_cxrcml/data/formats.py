@@ -19,7 +19,8 @@ from .chexpert import CHEXPERT_INFO_COLUMNS, read_chexpert_csv
 from .cxrlt import CXRLT_REQUIRED_COLUMNS, read_cxrlt_csv
 from .nih import NIH_REQUIRED_COLUMNS, read_nih_csv
 from .padchest import PADCHEST_REQUIRED_COLUMNS, read_padchest_csv
-from .table import LABEL_POLICIES, LabelTable, csv_header
+from .csv_reading import csv_header
+from .table import LABEL_POLICIES, LabelTable
 from .vindr import read_vindr_csv
 
 __all__ = ["LABEL_FORMATS", "LabelFormat", "detect_label_format", "get_label_format", "read_label_table"]

@@ -1,28 +1,7 @@
 """Class groups by training prevalence: base/rare, and the paper's common/medium/rare.
 
-The paper (CXR-CML, arXiv 2507.19398) calls a class *rare* with fewer than 1000 training images and *base*
-otherwise, and groups classes as *common* (> 10000), *medium* (1000-10000) and *rare* (< 1000). Its training set
-is an 80% patient-level fold of CXR-LT 2024's 258,871 images, i.e. about 207,097 images: with the official counts
-scaled by 0.8 this gives exactly the paper's 11 common / 17 medium / 12 rare classes (the unscaled official counts
-give 13 / 16 / 11: Fracture and Infiltration fall under 10000 and Fibrosis under 1000 on an 80% fold).
-
-Rule for data sets smaller than MIMIC (``group_by``)
-----------------------------------------------------
-A count is compared with the thresholds after putting it on the scale of the paper's training fold:
-
-- ``"train_counts"``: positives of each class in the training split actually used, as they are. The paper's rule,
-  right for real MIMIC-CXR-JPG.
-- ``"scaled_counts"``: those counts x 207,097 / N_train (equivalently, thresholds x N_train / 207,097): a class is
-  rare when it is as rare *relative to the training set* as a class under 1000 images was in the paper. For any
-  data set with its own label distribution.
-- ``"cxrlt_reference"``: the official CXR-LT 2024 training counts (:data:`~monai_cxrcml.data.classes.
-  CXRLT2024_TRAIN_COUNTS`) x 207,097 / 258,871, whatever data are used: the paper's groups exactly, for
-  CXR-LT-like data too small to measure prevalence (the phantom data set, a subset). Only for CXR-LT classes.
-- ``"auto"`` (default): ``"train_counts"`` when N_train >= 100,000 (real MIMIC scale); otherwise
-  ``"cxrlt_reference"`` when every class is a CXR-LT 2024 class; otherwise ``"scaled_counts"``.
-
-Boundaries follow the paper: rare < low threshold <= base; medium from the low threshold up to and including the
-high one; common above it.
+The paper's thresholds and the rule for data sets smaller than MIMIC (``group_by``): docs/design.md,
+"Class groups by prevalence".
 """
 
 from __future__ import annotations

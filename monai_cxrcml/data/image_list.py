@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .folder import list_image_folder
 from .formats import read_label_table
-from .table import csv_header, read_csv_columns, require_unique, require_values, resolve_image_paths
+from .csv_reading import csv_header, read_csv_columns, require_unique, require_values
+from .table import resolve_image_paths
 
 __all__ = ["read_image_list", "ID_COLUMN_OF"]
 

@@ -27,7 +27,8 @@ def read_mapping_file(path: str | Path, what: str) -> Mapping:
     try:
         mapping = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: not readable as {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({e}).") from e
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+        raise ValueError(f"{path}: not readable as {kind} ({e}).") from e
     if not isinstance(mapping, Mapping):
         raise ValueError(f"{path}: holds a {type(mapping).__name__}, not {what}.")
     return mapping

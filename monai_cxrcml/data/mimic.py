@@ -1,21 +1,6 @@
 """MIMIC-CXR-JPG conventions: image path layout, view positions, and the ``-chexpert.csv`` + ``-metadata.csv`` reader.
 
-Views
------
-``ViewPosition`` (DICOM tag 0018,5101) in MIMIC-CXR takes the values ``PA``, ``AP``, ``LATERAL``, ``LL``,
-``AP AXIAL``, ``AP LLD``, ``AP RLD``, ``PA LLD``, ``PA RLD``, ``LAO``, ``RAO``, ``LPO``, ``SWIMMERS``,
-``XTABLE LATERAL`` or blank. The rule used here (:func:`view_positions`, :func:`select_views`):
-
-- the view is ``ViewPosition`` stripped and upper-cased; where it is blank, ``ViewCodeSequence_CodeMeaning``
-  decides: ``postero-anterior`` -> ``PA``, ``antero-posterior`` -> ``AP``, ``lateral`` -> ``LATERAL``,
-  ``left lateral`` -> ``LL``, ``right lateral`` -> ``RL`` (case-insensitive); anything else there (``Erect``,
-  ``Recumbent``, blank, ...) leaves the view unknown (``""``). Where the two columns disagree, ``ViewPosition``
-  wins.
-- a frontal film is exactly ``PA`` or ``AP``. Lordotic (``AP AXIAL``), decubitus (``.. LLD``/``.. RLD``),
-  oblique and swimmer's views are projections of their own, few in number, and are not kept as frontal.
-- with ``frontal_only=True`` rows whose view is unknown are dropped by default (``unknown_view="drop"``): such
-  rows mix frontal and lateral films, and the paper trains and evaluates on frontal views only; pass
-  ``unknown_view="keep"`` to keep them. The number of rows dropped for each reason is logged.
+Which films count as frontal (:func:`view_positions`, :func:`select_views`): docs/design.md, "MIMIC-CXR views".
 """
 
 from __future__ import annotations
@@ -29,16 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .classes import resolve_class_names
-from .table import (
-    LabelTable,
-    csv_header,
-    label_matrix,
-    make_label_table,
-    read_csv_columns,
-    require_unique,
-    require_values,
-    resolve_image_paths,
-)
+from .csv_reading import csv_header, read_csv_columns, require_unique, require_values
+from .table import LabelTable, label_matrix, make_label_table, resolve_image_paths
 
 __all__ = [
     "FRONTAL_VIEWS",

@@ -1,18 +1,6 @@
 """A MONAI ``Dataset`` whose random transforms draw from a seed fixed by (run seed, epoch, item).
 
-Random augmentation and caption recipes draw from each transform's own generator. In a plain MONAI ``Dataset``
-that generator's state depends on how many items the process (or data-loader worker) has transformed before,
-so the augmentation of an item changes with the number of workers, and a run resumed from a checkpoint does not
-see the augmentations the uninterrupted run saw (fresh workers start from fresh states). Here every random
-transform of the pipeline draws from one generator that the dataset owns, and that generator is re-seeded with a
-seed derived from ``(seed, epoch, index)`` before each item: the same item gets the same augmentation in the same
-epoch whatever the workers, the process or the resume point. Re-seeding in place costs ~2 us; MONAI's
-``set_random_state(seed)`` builds a new ``RandomState`` per transform, ~3 ms per item for the training pipeline,
-more than the transforms themselves.
-
-The epoch lives in shared memory: :meth:`EpochSeededDataset.set_epoch` (called at every epoch start by
-:class:`~monai_cxrcml.handlers.EpochSeeding`) reaches persistent workers too. A data loader hands an epoch's
-indices to its workers only once its iterator is created, which ignite does after ``EPOCH_STARTED``.
+Why and how each item is re-seeded from ``(seed, epoch, index)``: docs/design.md, "Seeded augmentation".
 """
 
 from __future__ import annotations

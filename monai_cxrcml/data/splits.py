@@ -4,21 +4,7 @@ Images of one patient always go to the same part. Parts are balanced on the pati
 (a patient is positive for a class when any of their images has a known positive label) by iterative
 stratification (Sechidis, Tsoumakas & Vlahavas, ECML PKDD 2011) followed by a rebalancing pass.
 
-What is guaranteed (:func:`iterative_stratification`)
------------------------------------------------------
-- every patient is in exactly one part, so parts never share a patient;
-- the result depends only on the patients' ids and labels, the part fractions and ``seed`` (not on the row order
-  of the table);
-- per class and part, the number of positive *patients* misses the part's share (``fraction x the class's
-  positive patients``) by less than 1 (with equal folds: a class's counts differ by at most 1 between folds),
-  and so does the number of patients, whenever one of the ``attempts`` (8) tie-break draws reaches it. The greedy pass
-  is followed by a local search that moves, swaps or chains patients between parts while that lowers the squared
-  deviation from the shares over all classes and the patient count; for long-tailed CXR data it reaches +-1 for
-  every class from a few hundred patients up (measured on CXR-LT-like cohorts of 300-45,000 patients, 5 folds).
-  When no attempt gets there (e.g. 100 patients, 40 classes, co-occurring findings that pin each other), the
-  attempt with the fewest (class, part) cells off by 1 or more is returned: :func:`fold_report` shows them.
-- *image* counts per class are not levelled: a patient brings all their images, so a part's positive images
-  differ from its share by as many images as its positive patients have.
+What :func:`iterative_stratification` guarantees: docs/design.md, "Patient-level splits".
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ import pandas as pd
 
 from .classes import resolve_class_names
 from .mimic import select_views
-from .table import LabelTable, make_label_table, read_csv_columns, require_unique, require_values, resolve_image_paths
+from .csv_reading import read_csv_columns, require_unique, require_values
+from .table import LabelTable, make_label_table, resolve_image_paths
 
 __all__ = ["VINDR_CLASSES", "VINDR_NO_FINDING", "VINDR_REQUIRED_COLUMNS", "VINDR_RULES", "read_vindr_csv"]
 

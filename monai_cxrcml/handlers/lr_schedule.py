@@ -1,19 +1,15 @@
 """The learning-rate schedule of a training run, chosen by name, and the MONAI ``LrScheduleHandler`` that steps it.
 
 ``"plateau"`` (the paper's)
-    ``ReduceLROnPlateau`` on the validation key metric (macro AUC, ``mode="max"``), stepped at the end of each
-    validation run, so its patience counts validations: with ``val_interval > 1`` the epochs without one neither
-    read a metric that does not exist yet nor count a stale one as an epoch without progress. Right when training
-    starts from CheXzero weights, whose zero-shot AUC is informative from epoch 1.
+    ``ReduceLROnPlateau`` on the validation macro AUC (``mode="max"``), stepped at the end of each validation run
+    (its patience counts validations, whatever ``val_interval``). Right from CheXzero weights.
 ``"warmup_cosine"``
     Linear warm-up over ``warmup_steps`` iterations (at most ``max_warmup_fraction`` of the run, so a short run
     still decays), then cosine decay to ``end_lr`` at the last iteration, stepped every iteration. Needed from
-    scratch (the tiny demo models): the contrastive loss sits on its ln(batch) plateau for several epochs,
-    validation AUC stays flat, and a plateau schedule divides the rate by 10 every ``patience + 1`` epochs before
-    anything was learned (measured in BENCHMARKS.md).
+    scratch (the demo). Why each: docs/design.md, "Learning-rate schedules".
 
-Only the chosen scheduler is built: a second scheduler on the same optimizer would rewrite its learning rate.
-The scheduler is a config component of its own (``train#lr_scheduler``), so the checkpoints name it directly.
+Only the chosen scheduler is built (a second one would rewrite the optimizer's rate); it is a config component of
+its own (``train#lr_scheduler``), so the checkpoints name it directly.
 """
 
 from __future__ import annotations

@@ -1,6 +1,4 @@
-"""Covariance structures of a mixture: factorisation, Mahalanobis distances and the covariance M-step.
-
-Both structures answer the same questions, so the EM loop (``_em.py``) never branches on the structure.
+"""Covariance structures of a mixture (factorisation, Mahalanobis distances, M-step); ``_em.py`` never branches on them.
 
 ``full`` (``S_k = L_k L_k^T``, ``[K, d, d]``)
     E-step: a chunk of centred rows ``[n, d]`` is whitened by all ``K`` inverse Cholesky factors at once in ``b``

@@ -1,6 +1,4 @@
-"""E-step and M-step of a mixture of multivariate Student-t distributions (Peel & McLachlan 2000).
-
-A Gaussian mixture is the same code with every ``nu_k = inf`` (``u_ik = 1``, Gaussian log density).
+"""E-step and M-step of a Student-t mixture (Peel & McLachlan 2000); a Gaussian one is ``nu_k = inf`` (``u_ik = 1``).
 E-step (log domain, per chunk of rows ``[n, d]``, in the compute dtype), ``delta_ik`` from ``_covariance.py``::
 
     log t_ik = lgamma((nu+d)/2) - lgamma(nu/2) - d/2 log(nu pi) - 1/2 log|S_k| - (nu+d)/2 log1p(delta_ik / nu)

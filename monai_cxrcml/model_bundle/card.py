@@ -183,7 +183,7 @@ def model_card(metadata: Mapping[str, Any], provenance: Mapping[str, Any]) -> st
         f"- {metadata['intended_use']}",
         "- Zero-shot probabilities are not calibrated unless `models/calibration.json` is present "
         "(`python -m monai_cxrcml.calibration --model THIS_FOLDER ...`); use AUC-type decisions otherwise.",
-        "- A model trained on the phantom data set (`monai_cxrcml.data.phantom`) has seen synthetic films only: "
+        "- A model trained on the phantom data set (`monai_cxrcml.phantom`) has seen synthetic films only: "
         "it says nothing about real chest X-rays.",
         *(f"- The protocol keeps a known defect on purpose: {defect}." for defect in section["protocol"]["defects"]),
         "", "## Licence", "", "Apache-2.0 (`LICENSE`); the data's licence is in `docs/data_license.txt`.", "",

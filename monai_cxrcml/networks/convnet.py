@@ -1,18 +1,7 @@
 """A small VGG-style convolutional image tower for CLIP models trained from scratch on a CPU (the demo).
 
-A ViT learns little from a thousand films: on the phantom, supervised for two CPU minutes, the 4-layer ViT of
-``cxrcml-tiny`` reaches a test macro AUC of 0.61 while this network (width 16, 0.3 M parameters, same 64 px input)
-reaches 0.85 (``benchmarks/bench_image_tower.py``; BENCHMARKS.md, "Image tower"). Its stages keep full resolution
-before the first pooling, so signs of a few pixels survive; ModifiedResNet's stem (open_clip's RN50 family, 1.4 M
-parameters) divides the resolution by 4 before any block and reaches 0.82.
-
-The network is registered in timm's model registry as ``cxrcml_convnet16`` (and ``cxrcml_convnet8``) when
-:mod:`monai_cxrcml.networks` is imported, so open_clip builds it through its ``timm_model_name`` vision config
-(``model_configs/cxrcml-cnn.json``); checkpoints hold it under ``visual.trunk.*``.
-
-BatchNorm makes a training step depend on the batch it sees: under DDP convert it with
-``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` (CUDA only; ``bundle/configs/multi_gpu_train.yaml`` does) so that
-every rank normalises over the global batch.
+Why a convolutional tower for the demo, its timm registration and BatchNorm under DDP: docs/design.md,
+"The convolutional image tower".
 """
 
 from __future__ import annotations

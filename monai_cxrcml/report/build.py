@@ -1,7 +1,5 @@
 """Make a run's report: read its folder, draw every plot its files allow, write the summary into ``RUN_DIR/report``.
 
-What is drawn from what:
-
 ==================  ==========================================================================================
 plot                needs
 ==================  ==========================================================================================

@@ -228,7 +228,8 @@ def test_cli_scores_a_csv_with_chosen_classes_and_a_prompt_file(checkpoint, smal
     prompt_file = tmp_path / "prompts.yaml"
     prompt_file.write_text("positive: ['{} is seen']\nnegative: ['{} is not seen']\n")
     output = tmp_path / "task3.csv"
-    assert 0 == main([str(small_csv), "--image-root", str(phantom_dir), "--checkpoint", str(checkpoint), "--model-name", MODEL,
+    assert 0 == main([str(small_csv), "--image-root", str(phantom_dir), "--checkpoint", str(checkpoint),
+                      "--model-name", MODEL,
           "--normalization", "clip", "--device", "cpu", "--num-workers", "0", "--classes", *CXRLT2024_UNSEEN_CLASSES,
           "--prompts", str(prompt_file), "--aggregate", "mean", "--output", str(output)])
     written = pd.read_csv(output)

@@ -135,7 +135,8 @@ def test_ignite_metric_publishes_group_means_and_report(tmp_path):
     y, s = _data()
     batches = [
         {"pred": torch.tensor(s[i : i + 64]), "label": torch.tensor(y[i : i + 64]),
-         "label_mask": torch.ones(len(y[i : i + 64]), 4), "subject_id": [str(k // 2) for k in range(i, min(i + 64, len(y)))]}
+         "label_mask": torch.ones(len(y[i : i + 64]), 4),
+         "subject_id": [str(k // 2) for k in range(i, min(i + 64, len(y)))]}
         for i in range(0, len(y), 64)
     ]
     engine = Engine(lambda e, b: b)

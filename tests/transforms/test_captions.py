@@ -131,7 +131,9 @@ def test_transform_recipe_is_repeatable_with_its_seed():
     names = list(CXRLT2024_CLASSES)
     label = np.zeros(len(names))
     label[[0, 4, 25]] = 1
-    make = lambda: MetaLabelCaptiond(class_names=names, shuffle=True, positive_subset=True, negative_probability=0.5)
+    def make() -> MetaLabelCaptiond:
+        return MetaLabelCaptiond(class_names=names, shuffle=True, positive_subset=True, negative_probability=0.5)
+
     a, b = make().set_random_state(7), make().set_random_state(7)
     assert [a({"label": label})["caption"] for _ in range(5)] == [b({"label": label})["caption"] for _ in range(5)]
     with pytest.raises(ValueError, match="negative_probability"):

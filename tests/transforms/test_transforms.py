@@ -185,7 +185,8 @@ def test_every_bad_film_is_skipped_and_counted_by_the_trainer(tmp_path, caplog):
              "label": np.array([1, 0], np.float32)} for i in range(4)]
     data = [{**item, "sample_id": i} for i, item in enumerate(good[:2] + bad + good[2:])]
     transform = chest_film_transforms(train=True, image_size=64, on_error="skip",
-                                      tokenizer=get_tokenizer("cxrcml-tiny"), caption={"class_names": ["Edema", "Mass"]})
+                                      tokenizer=get_tokenizer("cxrcml-tiny"),
+                                      caption={"class_names": ["Edema", "Mass"]})
     loader = DataLoader(Dataset(data, transform), batch_size=4, collate_fn=skip_unreadable_collate)
     model = create_clip("cxrcml-tiny")
     trainer = CXRCMLTrainer(device="cpu", max_epochs=2, train_data_loader=loader, network=model,

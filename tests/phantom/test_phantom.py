@@ -13,17 +13,17 @@ from PIL import Image
 
 from monai_cxrcml.data.classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_TRAIN_COUNTS
 from monai_cxrcml.data.mimic import view_positions
-from monai_cxrcml.data.phantom import (
+from monai_cxrcml.cli.phantom import main
+from monai_cxrcml.phantom.generator import (
     CXRLT_ID_COLUMNS,
     IMPLIES,
     METADATA_COLUMNS,
     NORMAL_COMPATIBLE,
     SPLIT_FILES,
     compressed_prevalence,
-    main,
     make_phantom,
 )
-from monai_cxrcml.data.phantom_signs import SIGNS, render_film, sample_anatomy, vary_anatomy
+from monai_cxrcml.phantom.signs import SIGNS, render_film, sample_anatomy, vary_anatomy
 
 CLASSES = list(CXRLT2024_CLASSES)
 PATH_PATTERN = re.compile(r"files/p(\d\d)/p(\d{8})/s(\d{8})/([0-9a-f]{8}(?:-[0-9a-f]{8}){4})\.jpg")
@@ -281,4 +281,4 @@ def test_command_line_writes_the_data_set(tmp_path: Path) -> None:
     )
     frame = read(tmp_path / "cli", "labels.csv")
     assert frame["subject_id"].nunique() == 5
-    assert "Regenerate: python -m monai_cxrcml.data.phantom" in (tmp_path / "cli" / "README.txt").read_text()
+    assert "Regenerate: python -m monai_cxrcml.phantom" in (tmp_path / "cli" / "README.txt").read_text()

@@ -24,8 +24,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from .mimic import FRONTAL_VIEWS
-from .vocabulary import concept_of
+from ..data.mimic import FRONTAL_VIEWS
+from ..data.vocabulary import concept_of
 
 __all__ = [
     "Canvas",

@@ -1,72 +1,19 @@
-"""Phantom CXR-LT 2024 data set: chest-like films in the MIMIC-CXR-JPG layout with the real label files.
+"""The phantom CXR-LT 2024 data set: chest-like films in the MIMIC-CXR-JPG layout with the real label files.
 
-Nobody can share MIMIC-CXR, so the demo and every test run on this generated stand-in. It writes, under one
-folder, exactly the files a CXR-LT 2024 user holds::
+Under one folder it writes exactly the files a CXR-LT 2024 user holds::
 
     files/p10/p10000032/s50414267/02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg   8-bit grayscale JPEG
     train_labeled.csv  development_labeled_task1.csv  test_labeled_task1.csv  labels.csv (with `split`)
-    mimic-cxr-2.0.0-metadata.csv  mimic-cxr-2.0.0-chexpert.csv  README.txt
+    mimic-cxr-2.0.0-metadata.csv  mimic-cxr-2.0.0-chexpert.csv  README.txt  phantom.json
 
-Command line: ``python -m monai_cxrcml.data.phantom OUT_DIR --patients 800 --size 256 --seed 0 [--jobs 2]``.
-The same arguments give byte-identical CSVs and images, whatever ``--jobs`` is.
-
-With ``--labels FILE`` (:func:`make_table_phantom`) the labels, patients and views are instead those of patients
-drawn from a real label table of any format (NIH, PadChest, CheXpert, VinDr-CXR, CXR-LT); their rows are copied
-into a file of the same format and name, and only the films are drawn (the rules below are the CXR-LT phantom's).
-
-Cohort
-------
-Patients are split disjointly into train / development / test (default 70/10/20 %). Each patient has 1-8
-studies (mean ~2.6); a study is a PA+lateral exam (PA, PA + LATERAL or LL, sometimes a repeat PA) or a portable
-AP exam (mostly one AP film), portable exams being more likely in intensive-care-like studies (support
-devices). About 4 % of films have an empty ``ViewPosition`` while ``ViewCodeSequence_CodeMeaning`` is filled.
-Labels are study level: every film of a study carries its study's labels.
-
-Prevalence
-----------
-Real CXR-LT 2024 counts ``n_c`` (:data:`~monai_cxrcml.data.classes.CXRLT2024_TRAIN_COUNTS`, max ``n_max`` =
-Support Devices 86,079 of ``N`` = 258,871 images) are compressed to a study-level prevalence
-
-    ``p_c = (n_max / N) * (n_c / n_max) ** alpha``, ``alpha`` = ``compression`` (default 0.5),
-
-a monotone map, so the class ranking stays the real one: Support Devices keeps its real 33 %, Lobar
-Atelectasis (129 images, 0.05 %) becomes 1.3 %, i.e. ~25 positive studies (~45 images) at 800 patients.
-``alpha = 1`` keeps the real prevalences. Within each split, class ``c`` is positive in exactly
-``max(min_positive_studies, round(p_c * studies_in_split))`` studies (more only where an implication below
-forces it), so every split is stratified and, with the default ``min_positive_studies=1``, every class has a
-positive in every split even at test sizes. Which studies are positive follows a latent Gaussian model: seven
-shared factors (intensive care, heart failure, age, infection, air leak/trauma, neoplasm, vascular; loadings
-in ``_FACTORS``) give realistic co-occurrence (edema, cardiomegaly and effusion together; devices with
-intensive-care findings; ...), and a per-class persistence (``_PERSISTENCE``) makes chronic findings and
-anatomical variants recur across a patient's studies. The top-scoring eligible studies are positive.
-
-Rules that always hold
-----------------------
-- Lobar Atelectasis and Round(ed) Atelectasis imply Atelectasis; Rib Fracture and Clavicle Fracture imply
-  Fracture; Hydropneumothorax implies Pneumothorax and Pleural Effusion (:data:`IMPLIES`).
-- Normal is CheXpert's "No Finding" (CXR-LT built its labels on the CheXpert labeler): it excludes every
-  pathology and allows Support Devices. Anatomical variants and incidental age-related findings that the
-  CheXpert labeler does not extract (Azygos Lobe, Calcification of the Aorta, Tortuous Aorta, Kyphosis) may
-  also accompany Normal (:data:`NORMAL_COMPATIBLE`); every other class excludes Normal.
-
-Films
------
-Each positive class draws its own sign (:data:`~monai_cxrcml.data.phantom_signs.SIGN_CATALOGUE`), also where
-an implication made it positive, with a per-study severity (some faint) varied per film; lateral films carry
-the signs at half strength. Portrait films (height = ``size``, aspect 1.15-1.25), per-patient anatomy, a few
-degrees of rotation, exposure and noise make the task not trivial.
-
-MIMIC-CXR files
----------------
-``mimic-cxr-2.0.0-metadata.csv`` has one row per film (``Rows``/``Columns`` = the JPEG's height/width);
-``mimic-cxr-2.0.0-chexpert.csv`` one row per study with the 14 CheXpert labels derived from the study's
-CXR-LT labels (``No Finding`` = Normal; the other 13 by name): a positive is ``1.0`` (88 %) or uncertain
-``-1.0`` (12 %); a negative is blank (72 %), ``0.0`` (24 %) or ``-1.0`` (4 %, never on a Normal study).
+:func:`make_phantom` draws the cohort, labels and films; :func:`make_table_phantom` takes labels, patients and views
+from a real label table of any format and draws only the films; :func:`ensure_phantom` reuses a phantom written
+with the same arguments. The same arguments give byte-identical files, whatever ``jobs`` is. The cohort, prevalence
+and co-occurrence rules and the MIMIC files: docs/design.md, "The phantom data set".
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import hashlib
@@ -77,7 +24,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -87,11 +33,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_TRAIN_COUNTS, CXRLT2024_TRAIN_SIZE
-from .formats import detect_label_format, read_label_table
-from .mimic import VIEW_CODE_MEANINGS, mimic_relative_paths
-from .phantom_signs import SIGN_CATALOGUE, render_film, sample_anatomy, sign_for, vary_anatomy
-from .table import OPENERS
+from ..data.classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_TRAIN_COUNTS, CXRLT2024_TRAIN_SIZE
+from ..data.formats import detect_label_format, read_label_table
+from ..data.mimic import VIEW_CODE_MEANINGS, mimic_relative_paths
+from .signs import SIGN_CATALOGUE, render_film, sample_anatomy, sign_for, vary_anatomy
+from ..data.csv_reading import OPENERS
 
 __all__ = [
     "IMPLIES",
@@ -107,7 +53,6 @@ __all__ = [
     "make_table_phantom",
     "phantom_label_file",
     "torchxrayvision_table",
-    "main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -531,10 +476,10 @@ def _readme(args: dict, counts: pd.DataFrame, n_films: int, n_studies: int, pati
         "=" * len(_README_TITLE),
         "",
         "Synthetic chest films in the MIMIC-CXR-JPG layout with CXR-LT 2024 label files. NOT real data: every",
-        "film is drawn by monai_cxrcml.data.phantom; signs, prevalences and co-occurrences are made up to",
-        "exercise the CXR-CML pipeline (see the module docstring for the rules).",
+        "film is drawn by monai_cxrcml.phantom; signs, prevalences and co-occurrences are made up to",
+        "exercise the CXR-CML pipeline (the rules: docs/design.md of monai-cxrcml, 'The phantom data set').",
         "",
-        "Regenerate: python -m monai_cxrcml.data.phantom OUT_DIR "
+        "Regenerate: python -m monai_cxrcml.phantom OUT_DIR "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items()),
         f"Patients {patients}, studies {n_studies}, films {n_films}.",
         "Prevalence: p_c = (n_max / N) * (n_c / n_max) ** compression (n_c: real CXR-LT 2024 training count).",
@@ -565,7 +510,7 @@ def make_phantom(
     jobs: int = 1,
     overwrite: bool = False,
 ) -> Path:
-    """Write a phantom CXR-LT 2024 + MIMIC-CXR-JPG data set (see the module docstring).
+    """Write a phantom CXR-LT 2024 + MIMIC-CXR-JPG data set (its rules: docs/design.md, "The phantom data set").
 
     Parameters
     ----------
@@ -714,7 +659,7 @@ def phantom_label_file(out_dir: str | os.PathLike) -> Path:
     manifest = Path(out_dir) / MANIFEST
     if not manifest.is_file():
         raise FileNotFoundError(f"{out_dir} holds no phantom (no {MANIFEST}): make one with python -m "
-                                "monai_cxrcml.data.phantom OUT [--labels FILE].")
+                                "monai_cxrcml.phantom OUT [--labels FILE].")
     return Path(out_dir) / json.loads(manifest.read_text()).get("label_file", SPLIT_FILES["train"])
 
 
@@ -763,7 +708,7 @@ def make_table_phantom(
     ``patients`` patients are drawn at random (seeded) from ``labels``; all their rows are copied verbatim into a
     label file of the same format and name (:func:`phantom_label_file`), and one film is drawn per row where the
     format's reader expects it, with the row's view (frontal or lateral) and a sign per known positive label
-    (faint for an uncertain one; signs by :func:`~monai_cxrcml.data.phantom_signs.sign_for`). So the phantom has the
+    (faint for an uncertain one; signs by :func:`~monai_cxrcml.phantom.signs.sign_for`). So the phantom has the
     table's prevalences, co-occurrences, patients and views; only the films are made up.
 
     Parameters
@@ -841,7 +786,7 @@ def _table_readme(manifest: dict, labels: Path, table, frontal: np.ndarray, copi
         _TABLE_README_TITLE,
         "=" * len(_TABLE_README_TITLE),
         "",
-        "Synthetic chest films, NOT real images: every film is drawn by monai_cxrcml.data.phantom. The labels,",
+        "Synthetic chest films, NOT real images: every film is drawn by monai_cxrcml.phantom. The labels,",
         f"patients and views are real: {manifest['patients']} patients drawn at random (seed {manifest['seed']}) from "
         f"{labels.name}",
         f"({manifest['label_format']} format, sha256 {manifest['labels_sha256'][:16]}...), whose {copied} rows are "
@@ -849,7 +794,7 @@ def _table_readme(manifest: dict, labels: Path, table, frontal: np.ndarray, copi
         "Each class draws a visual sign: its CXR-LT 2024 sign where the class is, or maps to, a CXR-LT class",
         "(monai_cxrcml.data.vocabulary), else a sign generated from its name; uncertain labels draw a faint sign.",
         "",
-        f"Regenerate: python -m monai_cxrcml.data.phantom OUT_DIR --labels {labels.name} --patients "
+        f"Regenerate: python -m monai_cxrcml.phantom OUT_DIR --labels {labels.name} --patients "
         f"{manifest['patients']} --size {manifest['size']} --seed {manifest['seed']}",
         f"Films {len(table)} ({int(frontal.sum())} frontal).",
         "",
@@ -875,7 +820,7 @@ def ensure_phantom(
 ) -> Path:
     """The phantom data set in ``out_dir``: reused when it was made with the same arguments, else (re)written.
 
-    This is what configs call (``dataset_dir: $monai_cxrcml.data.ensure_phantom(...)``) so that the first run
+    This is what configs call (``dataset_dir: $monai_cxrcml.phantom.ensure_phantom(...)``) so that the first run
     writes the data set and later runs start at once. A folder holding anything but a phantom is refused as in
     :func:`make_phantom`, whose parameters these are. With ``labels``, the phantom is :func:`make_table_phantom`'s
     (``split_fractions``, ``compression`` and ``min_positive_studies`` do not apply; its label file is
@@ -951,67 +896,3 @@ def _validate_films(size: int, jpeg_quality: int, jobs: int) -> None:
         raise ValueError(f"jpeg_quality={jpeg_quality} must lie in 1..100.")
     if jobs < 1:
         raise ValueError(f"jobs={jobs} must be >= 1.")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m monai_cxrcml.data.phantom OUT_DIR [--patients N] [--size S] [--seed K] ...``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m monai_cxrcml.data.phantom",
-        description="Write a phantom CXR-LT 2024 data set (MIMIC-CXR-JPG layout, CXR-LT and MIMIC label files), or "
-        "with --labels a phantom with the labels, patients and views of a real label table (synthetic films).",
-    )
-    parser.add_argument("out_dir", help="folder to write (new or empty)")
-    parser.add_argument("--patients", type=int, default=800, help="number of patients (default 800)")
-    parser.add_argument("--size", type=int, default=256, help="longest side of the films in pixels (default 256)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--split-fractions",
-        type=float,
-        nargs=3,
-        default=(0.7, 0.1, 0.2),
-        metavar=("TRAIN", "DEV", "TEST"),
-        help="patient shares of train/development/test (default 0.7 0.1 0.2)",
-    )
-    parser.add_argument(
-        "--compression", type=float, default=0.5, help="prevalence exponent alpha in (0, 1] (default 0.5)"
-    )
-    parser.add_argument(
-        "--min-positive-studies", type=int, default=1, help="positive studies per class and split at least (default 1)"
-    )
-    parser.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality (default 95)")
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="worker processes (default 1; output does not depend on it)"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace a phantom data set already in OUT_DIR")
-    parser.add_argument("--labels", help="a real label file (NIH, PadChest, CheXpert, VinDr-CXR, CXR-LT): draw "
-                        "--patients of its patients, copy their rows and draw their films (--split-fractions, "
-                        "--compression, --min-positive-studies do not apply)")
-    parser.add_argument("--label-format", help="the format of --labels (default: from its header)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        if args.labels is not None:
-            make_table_phantom(args.out_dir, args.labels, patients=args.patients, size=args.size, seed=args.seed,
-                               label_format=args.label_format, jpeg_quality=args.jpeg_quality, jobs=args.jobs,
-                               overwrite=args.overwrite)
-            return 0
-        make_phantom(
-            args.out_dir,
-            patients=args.patients,
-            size=args.size,
-            seed=args.seed,
-            split_fractions=args.split_fractions,
-            compression=args.compression,
-            min_positive_studies=args.min_positive_studies,
-            jpeg_quality=args.jpeg_quality,
-            jobs=args.jobs,
-            overwrite=args.overwrite,
-        )
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
