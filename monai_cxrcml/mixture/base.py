@@ -54,7 +54,8 @@ class BaseMixture(BaseEstimator, ABC):
         Pseudo-points ``kappa >= 0`` of an inverse-Wishart prior centred on the data covariance (0 = maximum
         likelihood).
     init_params
-        ``"k-means"`` (best of 3 k-means runs), ``"k-means++"`` (seeds only) or ``"random"`` (rows).
+        ``"k-means"`` (:func:`~monai_cxrcml.mixture.kmeans.kmeans`: the best of 5 short k-means runs on a
+        subsample, refined on all rows), ``"k-means++"`` (seeds only) or ``"random"`` (rows).
     n_init
         Number of seeded starts; the fit with the highest final log-likelihood is kept (ignored for warm and
         explicit starts).
