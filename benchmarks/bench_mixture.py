@@ -9,8 +9,14 @@ Columns: wall seconds of ``fit`` (ours: initialisation included), EM iterations,
 Cases: (1) N=20000, d=64, K=10; (2) N=50000, d=512, K=40, rows L2-normalised like CLIP embeddings; (3) N=200000,
 d=512, K=40, at most 50 iterations, ours on CUDA only ("skipped: no CUDA" elsewhere).
 
+``--defaults``: every estimator as users run it, on case 1 for each seed of ``--seeds``: ours (float32 rows) against
+studenttmixture (t, nu=4 fixed) and against scikit-learn (Gaussian limit), interleaved per seed, with the targets
+(median time >= 3x faster, mean log-likelihood never more than 1e-3 below the peer's) judged PASS or FAIL; the ARI
+columns (against the true components) are for reading, not judged.
+
     python benchmarks/bench_mixture.py --cases 1 2 --threads 2 [--no-own-init]
     python benchmarks/bench_mixture.py --cases 3 --device cuda [--matmul-precision high]
+    python benchmarks/bench_mixture.py --defaults --seeds 0 1 2 3 4 5 6 7 --threads 2
 """
 
 from __future__ import annotations
@@ -27,9 +33,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
+from threadpoolctl import threadpool_limits
 
 from monai_cxrcml.mixture import GaussianMixture, StudentTMixture
 
+
+SPEED_TARGET = 3.0
+"""``--defaults``: the peer's median fit time over ours must be at least this."""
+
+LOG_LIK_TOLERANCE = 1e-3
+"""``--defaults``: our mean log-likelihood per sample may be at most this below the peer's, on every seed."""
 
 SEPARATION = 1.5
 """Component means ~ N(0, SEPARATION^2 / d): clusters overlap enough that initialisation and tails matter."""
@@ -187,6 +200,70 @@ def _sklearn(x, truth, case, tol, reg, start, seed, own_init, emit) -> None:
                  adjusted_rand_score(truth, model.predict(x))))
 
 
+@dataclass
+class DefaultsRow:
+    """One seed of ``--defaults``: seconds, mean log-likelihood and ARI against the true components of ours and of
+    the peer, for one model family."""
+
+    peer_seconds: float
+    ours_seconds: float
+    peer_log_lik: float
+    ours_log_lik: float
+    peer_ari: float
+    ours_ari: float
+
+
+def compare_defaults(seeds: list[int], threads: int) -> None:
+    """Print the ``--defaults`` table: per seed, studenttmixture vs our t-mixture and scikit-learn vs our Gaussian
+    limit, each as users construct them; then the medians and the targets."""
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+    from studenttmixture import EMStudentMixture
+
+    x64, truth = make_data(CASES["1"])
+    x32, x64_t = torch.tensor(x64, dtype=torch.float32), torch.tensor(x64)
+    families = {
+        "t (nu=4) vs studenttmixture": (
+            lambda s: EMStudentMixture(n_components=10, df=4.0, fixed_df=True, tol=1e-3, random_state=s,
+                                       init_type="kmeans"),
+            lambda s: StudentTMixture(n_components=10, dof=4.0, random_state=s)),
+        "Gaussian vs scikit-learn": (
+            lambda s: SkGaussianMixture(n_components=10, covariance_type="full", random_state=s),
+            lambda s: GaussianMixture(n_components=10, random_state=s)),
+    }
+    rows: dict[str, list[DefaultsRow]] = {name: [] for name in families}
+    print(f"{CASES['1'].name}; ours on float32 rows, peers on float64; log-likelihoods scored on the float64 rows\n")
+    print("| seed | family | peer s | ours s | speed-up | peer mean log-lik | ours mean log-lik | ours - peer | "
+          "peer ARI | ours ARI |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    with threadpool_limits(threads), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, (_, ours) in families.items():
+            ours(0).fit(x32[:256])  # warm-up (kernels, allocator) outside the timing
+        for seed in seeds:
+            for name, (peer, ours) in families.items():
+                peer_model, ours_model = peer(seed), ours(seed)
+                _, peer_seconds = _timed(lambda: peer_model.fit(x64), "cpu")  # studenttmixture's fit returns None
+                _, ours_seconds = _timed(lambda: ours_model.fit(x32), "cpu")
+                row = DefaultsRow(peer_seconds, ours_seconds, float(peer_model.score(x64)), ours_model.score(x64_t),
+                                  adjusted_rand_score(truth, peer_model.predict(x64)),
+                                  adjusted_rand_score(truth, ours_model.predict(x32).numpy()))
+                rows[name].append(row)
+                print(f"| {seed} | {name} | {row.peer_seconds:.2f} | {row.ours_seconds:.2f} | "
+                      f"{row.peer_seconds / row.ours_seconds:.1f}x | {row.peer_log_lik:.4f} | {row.ours_log_lik:.4f} | "
+                      f"{row.ours_log_lik - row.peer_log_lik:+.4f} | {row.peer_ari:.3f} | {row.ours_ari:.3f} |",
+                      flush=True)
+    print()
+    for name, family_rows in rows.items():
+        peer_median = float(np.median([r.peer_seconds for r in family_rows]))
+        ours_median = float(np.median([r.ours_seconds for r in family_rows]))
+        worst = min(r.ours_log_lik - r.peer_log_lik for r in family_rows)
+        speed = peer_median / ours_median
+        print(f"{name}: median seconds peer {peer_median:.2f}, ours {ours_median:.2f}: {speed:.1f}x "
+              f"(target >= {SPEED_TARGET:g}x) {'PASS' if speed >= SPEED_TARGET else 'FAIL'}; worst ours - peer mean "
+              f"log-likelihood {worst:+.4f} (target >= {-LOG_LIK_TOLERANCE:g}) "
+              f"{'PASS' if worst >= -LOG_LIK_TOLERANCE else 'FAIL'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=["1"], choices=sorted(CASES))
@@ -202,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--own-init", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the peers from their own initialisation (case 2: studenttmixture's takes "
                              "hours on 2 cores)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="compare every estimator as users construct it over --seeds (case 1) instead of --cases")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(8)), help="seeds of --defaults")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -210,6 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, float32 matmul {args.matmul_precision}, "
           f"device {args.device}"
           + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else ""))
+    if args.defaults:
+        compare_defaults(args.seeds, torch.get_num_threads())
+        return
     for key in args.cases:
         case = dataclasses.replace(CASES[key], n=args.n or CASES[key].n, max_iter=args.max_iter or CASES[key].max_iter)
         print(f"\n### Case {key}: {case.name}" + (f" (overridden: N={case.n}, max_iter={case.max_iter})"

@@ -2,13 +2,14 @@
 
 from .base import BaseMixture
 from .gaussian import GaussianMixture
-from .kmeans import kmeans, kmeans_plusplus, lloyd
+from .kmeans import KMeansSettings, kmeans, kmeans_plusplus, lloyd
 from .selection import bic, n_parameters, select_n_components
 from .student_t import StudentTMixture
 
 __all__ = [
     "BaseMixture",
     "GaussianMixture",
+    "KMeansSettings",
     "StudentTMixture",
     "bic",
     "kmeans",

@@ -14,7 +14,11 @@ import torch
 
 from ._covariance import CovarianceModel, CovariancePrior
 
-__all__ = ["ComponentDensity", "FitContext", "chunk_rows", "data_moments", "regulariser"]
+__all__ = ["AUTO_REG", "ComponentDensity", "FitContext", "chunk_rows", "data_moments", "regulariser"]
+
+AUTO_REG = 1e-3
+"""``reg_covar="auto"``: this share of the mean per-feature variance of the fitted rows when the components hold
+about as many rows as there are features, less in proportion when they hold more."""
 
 _CHUNK_BYTES = {"cuda": 1 << 30}
 _CHUNK_BYTES_DEFAULT = 1 << 26
@@ -117,12 +121,14 @@ def data_moments(x: torch.Tensor, chunk: int, acc: torch.dtype) -> tuple[torch.T
     return center, mean_var, mean_var + float(center.square().mean())
 
 
-def regulariser(reg_covar: float | str, mean_var: float, mean_sq: float, dtype: torch.dtype) -> float:
-    """The covariance regulariser: ``reg_covar``, or for ``"auto"`` ``1e-3 x mean_var`` with an ``eps^2`` floor.
+def regulariser(reg_covar: float | str, x: torch.Tensor, k: int, mean_var: float, mean_sq: float) -> float:
+    """The covariance regulariser of a fit of ``k`` components to ``x`` ``[N, d]``: ``reg_covar``, or for ``"auto"``
+    ``AUTO_REG x min(1, d k / N) x mean_var`` with an ``eps^2 x mean_sq`` floor (``eps`` of ``x``'s dtype).
 
     See docs/design.md, "Student-t mixture EM".
     """
     if reg_covar != "auto":
         return float(reg_covar)
-    eps = torch.finfo(dtype).eps
-    return max(1e-3 * mean_var, eps * eps * mean_sq) or eps * eps
+    n, d = x.shape
+    eps = torch.finfo(x.dtype).eps
+    return max(AUTO_REG * min(1.0, d * k / n) * mean_var, eps * eps * mean_sq) or eps * eps

@@ -1,8 +1,8 @@
 """Start parameters of a mixture fit: explicit ones where given, the rest seeded from the rows.
 
-Seeding (``ctx.init_params``): ``"k-means"`` (best of ``KMEANS_RUNS`` k-means runs), ``"k-means++"`` (the seeds
-alone) or ``"random"`` rows. Every seeded component starts with weight ``1/K`` and the isotropic covariance
-``(mean variance + reg) I``. Why: docs/design.md, "Student-t mixture EM".
+Seeding (``ctx.init_params``): ``"k-means"`` (:func:`~monai_cxrcml.mixture.kmeans.kmeans`, default settings),
+``"k-means++"`` (the seeds alone) or ``"random"`` rows. Every seeded component starts with weight ``1/K`` and the
+isotropic covariance ``(mean variance + reg) I``. Why: docs/design.md, "Student-t mixture EM".
 """
 
 from __future__ import annotations
@@ -17,13 +17,7 @@ from ._em import MixtureParameters
 from ._fit_context import FitContext
 from .kmeans import kmeans, kmeans_plusplus
 
-__all__ = ["KMEANS_RUNS", "KMEANS_MAX_ITER", "seeded_start"]
-
-KMEANS_RUNS = 3
-"""k-means runs (k-means++ seeds + Lloyd) behind ``init_params="k-means"``; the lowest inertia wins."""
-
-KMEANS_MAX_ITER = 100
-"""Lloyd iteration cap of each of those runs (they stop earlier when no assignment changes)."""
+__all__ = ["seeded_start"]
 
 
 def seeded_start(ctx: FitContext, k: int, generator: torch.Generator) -> MixtureParameters:
@@ -39,7 +33,7 @@ def seeded_start(ctx: FitContext, k: int, generator: torch.Generator) -> Mixture
     else:
         xc = x - ctx.center.to(x.dtype)
         if ctx.init_params == "k-means":
-            seeds = kmeans(xc, k, generator, KMEANS_RUNS, KMEANS_MAX_ITER, ctx.chunk)
+            seeds = kmeans(xc, k, generator, ctx.chunk)
         elif ctx.init_params == "random":
             seeds = xc[torch.randperm(n, generator=generator)[:k].to(device)]
         else:

@@ -48,13 +48,14 @@ class BaseMixture(BaseEstimator, ABC):
     max_iter
         Maximum EM iterations; ``0`` only initialises.
     reg_covar
-        Added to every covariance diagonal: a float, or ``"auto"`` (``1e-3 x`` the mean per-feature variance of X).
-        The value used is ``reg_covar_``.
+        Added to every covariance diagonal: a float, or ``"auto"`` (``1e-3 x min(1, d K / N) x`` the mean
+        per-feature variance of X). The value used is ``reg_covar_``.
     shrinkage
         Pseudo-points ``kappa >= 0`` of an inverse-Wishart prior centred on the data covariance (0 = maximum
         likelihood).
     init_params
-        ``"k-means"`` (best of 3 k-means runs), ``"k-means++"`` (seeds only) or ``"random"`` (rows).
+        ``"k-means"`` (:func:`~monai_cxrcml.mixture.kmeans.kmeans`: the best of 5 short k-means runs on a
+        subsample, refined on all rows), ``"k-means++"`` (seeds only) or ``"random"`` (rows).
     n_init
         Number of seeded starts; the fit with the highest final log-likelihood is kept (ignored for warm and
         explicit starts).
@@ -185,7 +186,7 @@ class BaseMixture(BaseEstimator, ABC):
         model = covariance_model(self.covariance_type, x.shape[1])
         chunk = chunk_rows(self.chunk_size, k, model, x)
         center, mean_var, mean_sq = data_moments(x, chunk, acc)
-        reg = regulariser(self.reg_covar, mean_var, mean_sq, x.dtype)
+        reg = regulariser(self.reg_covar, x, k, mean_var, mean_sq)
         prior = None
         if self.shrinkage > 0:
             prior = CovariancePrior(float(self.shrinkage), model.data_scale(x, center, chunk))
