@@ -182,7 +182,7 @@ def check_epoch(ctx: Context) -> list[Check]:
     parser = workflow.parser
     trainer = parser.get_parsed_content("train#trainer")
     parser.get_parsed_content("train#last_checkpoint").attach(trainer)  # as the bundle's `run` does
-    mixture = parser.get_parsed_content("train#handlers#0")
+    mixture = parser.get_parsed_content("train#pseudo_labels")
     validator = parser.get_parsed_content("validate#evaluator")
     marks: dict[str, float] = {}
 

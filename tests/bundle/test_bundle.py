@@ -15,7 +15,9 @@ from monai.bundle import ConfigWorkflow
 
 from _bundle_runs import CONFIGS, REPO, TRAIN, cli_args
 from _bundle_runs import small_run as _small
+from _real_tables import requires_tables
 from monai_cxrcml.data import CXRLT2024_CLASSES
+from monai_cxrcml.phantom import phantom_label_file
 
 METADATA = str(CONFIGS / "metadata.json")
 
@@ -157,3 +159,19 @@ def test_balanced_sampler_reads_the_pseudo_label_handler(phantom_dir: Path, tmp_
     handler.pseudo_labels = torch.zeros(sampler.num_samples, dtype=torch.long)
     assert sampler.label_source() is handler.pseudo_labels  # each epoch reads the handler's current labels
     workflow.finalize()
+
+
+@pytest.mark.parametrize("extra", [
+    pytest.param([], id="demo"),
+    pytest.param(["demo_padchest.yaml"], id="padchest", marks=requires_tables),
+])
+def test_the_demo_configs_write_their_phantom_in_a_fresh_process(extra: list[str], tmp_path: Path):
+    """The README's demo commands start from nothing: initialize's first step writes the phantom before the data
+    are read, in a process that has imported nothing of ours beforehand."""
+    configs = [*TRAIN, *(str(REPO / "configs" / name) for name in extra)]
+    phantom = tmp_path / "phantom"
+    _cli("run", "prepare_data", "--config_file", str(configs), "--phantom_dir", str(phantom),
+         "--phantom_patients", "20", "--phantom_size", "64", "--output_dir", str(tmp_path / "run"), cwd=tmp_path)
+    manifest = json.loads((phantom / "phantom.json").read_text())
+    assert manifest["patients"] == 20 and manifest["size"] == 64
+    assert phantom_label_file(phantom).is_file()
