@@ -8,7 +8,7 @@ only a better model replaces ``model.pt``). :func:`resume_training` loads it int
 :class:`~monai_cxrcml.data.EpochSeededDataset` every epoch draws from (seed, epoch) alone, so a run killed at any
 point (even ``SIGKILL`` in the middle of an epoch or of writing a checkpoint: ignite writes checkpoints to a
 temporary file and renames it) and resumed ends with the metrics of the uninterrupted run (bit-identical on the
-CPU; tests/test_resume.py).
+CPU; tests/handlers/test_resume.py).
 
 Every file is read with ``torch.load(weights_only=True)`` (:func:`~monai_cxrcml.networks.read_checkpoint`): a
 checkpoint carrying pickled code is refused with a message, never executed.
