@@ -29,8 +29,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from monai_cxrcml.data import load_fold
-from monai_cxrcml.phantom import ensure_phantom
 from monai_cxrcml.networks import create_clip
+from monai_cxrcml.phantom import ensure_phantom
 from monai_cxrcml.transforms import chest_film_transforms
 
 

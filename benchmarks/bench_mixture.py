@@ -37,7 +37,6 @@ from threadpoolctl import threadpool_limits
 
 from monai_cxrcml.mixture import GaussianMixture, StudentTMixture
 
-
 SPEED_TARGET = 3.0
 """``--defaults``: the peer's median fit time over ours must be at least this."""
 

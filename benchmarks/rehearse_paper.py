@@ -61,7 +61,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mimic_table import CXRLT_PATIENTS, CXRLT_ROWS, draw_labels, write_cxrlt_table  # noqa: E402
 from paper_workflow import (  # noqa: E402
-    CHEXZERO_MODEL, FILMS_PER_PATIENT, film_phantom, paper_config, paper_workflow, write_chexzero_checkpoint,
+    CHEXZERO_MODEL,
+    FILMS_PER_PATIENT,
+    film_phantom,
+    paper_config,
+    paper_workflow,
+    write_chexzero_checkpoint,
 )
 from resource_meter import ResourceMeter  # noqa: E402
 
@@ -274,9 +279,8 @@ def _worker_ms_per_film(dataset, films: int = 32, warmup: int = 4) -> float:
 
 def stage_train(args: argparse.Namespace) -> Result:
     import torch
-    from ignite.engine import Events
-
     from bench_train_step import operator_profiler, top_operators
+    from ignite.engine import Events
     from iteration_phases import IterationPhases
 
     iterations = 1 + args.train_iterations + args.profile_iterations
@@ -354,11 +358,11 @@ def _refit_once(args: argparse.Namespace, n: int) -> tuple[RefitMeasure, object]
     import gc
 
     import torch
+    from bench_refit_share import synthetic_bank
     from ignite.engine import Engine, Events
     from monai.engines.utils import IterationEvents
     from sklearn.base import clone
 
-    from bench_refit_share import synthetic_bank
     from monai_cxrcml.handlers import PseudoLabelHandler
 
     config = paper_config()

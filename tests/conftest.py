@@ -47,10 +47,9 @@ def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder of the demo recipe trained one epoch through ConfigWorkflow, its properties checked first."""
+    from _bundle_runs import TRAIN, small_run
     from monai.bundle import ConfigWorkflow
     from monai.data import get_track_meta
-
-    from _bundle_runs import TRAIN, small_run
 
     output_dir = tmp_path_factory.mktemp("run")
     workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", run_id="training",

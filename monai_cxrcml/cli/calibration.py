@@ -17,8 +17,7 @@ from monai_cxrcml.cli.options import (
     setup_logging,
 )
 from monai_cxrcml.data.classes import class_selection
-from monai_cxrcml.networks import read_prompts
-from monai_cxrcml.networks import CheckpointError
+from monai_cxrcml.networks import CheckpointError, read_prompts
 from monai_cxrcml.protocols import PROTOCOLS
 
 __all__ = ["main"]

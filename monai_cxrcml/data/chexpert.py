@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .classes import resolve_class_names
-from .mimic import select_views
 from .csv_reading import csv_header, read_csv_columns, require_unique, require_values
+from .mimic import select_views
 from .table import LabelTable, label_matrix, make_label_table, resolve_image_paths
 
 __all__ = ["CHEXPERT_INFO_COLUMNS", "CHEXPERT_REQUIRED_COLUMNS", "chexpert_class_columns", "read_chexpert_csv"]

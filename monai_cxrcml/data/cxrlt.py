@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .classes import resolve_class_names
-from .mimic import VIEW_COLUMNS, select_views, study_key, view_positions
 from .csv_reading import csv_header, read_csv_columns, require_unique, require_values
+from .mimic import VIEW_COLUMNS, select_views, study_key, view_positions
 from .table import LabelTable, label_matrix, make_label_table, resolve_image_paths
 
 __all__ = ["CXRLT_REQUIRED_COLUMNS", "read_cxrlt_csv"]

@@ -20,11 +20,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from .csv_reading import csv_header
 from .formats import read_label_table
 from .groups import base_rare_groups, prevalence_groups
 from .reports import attach_reports
 from .splits import fold_report, fold_split, holdout_split
-from .csv_reading import csv_header
 from .table import LabelTable
 
 __all__ = ["FoldData", "load_fold", "load_test_set", "PARTS"]

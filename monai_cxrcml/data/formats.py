@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .chexpert import CHEXPERT_INFO_COLUMNS, read_chexpert_csv
+from .csv_reading import csv_header
 from .cxrlt import CXRLT_REQUIRED_COLUMNS, read_cxrlt_csv
 from .nih import NIH_REQUIRED_COLUMNS, read_nih_csv
 from .padchest import PADCHEST_REQUIRED_COLUMNS, read_padchest_csv
-from .csv_reading import csv_header
 from .table import LABEL_POLICIES, LabelTable
 from .vindr import read_vindr_csv
 

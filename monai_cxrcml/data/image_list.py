@@ -19,9 +19,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .csv_reading import csv_header, read_csv_columns, require_unique, require_values
 from .folder import list_image_folder
 from .formats import read_label_table
-from .csv_reading import csv_header, read_csv_columns, require_unique, require_values
 from .table import resolve_image_paths
 
 __all__ = ["read_image_list", "ID_COLUMN_OF"]

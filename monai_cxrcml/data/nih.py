@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .classes import resolve_class_names
+from .csv_reading import read_csv_columns, require_unique, require_values
 from .label_sets import delimited_lists, label_vocabulary, multi_hot
 from .mimic import select_views
-from .csv_reading import read_csv_columns, require_unique, require_values
 from .table import LabelTable, make_label_table, resolve_image_paths
 
 __all__ = ["NIH_CLASSES", "NIH_REQUIRED_COLUMNS", "read_nih_csv"]

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .classes import resolve_class_names
+from .csv_reading import read_csv_columns, require_unique, require_values
 from .label_sets import label_vocabulary, multi_hot, python_lists
 from .mimic import select_views
-from .csv_reading import read_csv_columns, require_unique, require_values
 from .table import LABEL_POLICIES, LabelTable, make_label_table, resolve_image_paths
 
 __all__ = ["PADCHEST_FRONTAL_PROJECTIONS", "PADCHEST_REQUIRED_COLUMNS", "read_padchest_csv"]

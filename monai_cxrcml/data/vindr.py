@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .classes import resolve_class_names
-from .mimic import select_views
 from .csv_reading import read_csv_columns, require_unique, require_values
+from .mimic import select_views
 from .table import LabelTable, make_label_table, resolve_image_paths
 
 __all__ = ["VINDR_CLASSES", "VINDR_NO_FINDING", "VINDR_REQUIRED_COLUMNS", "VINDR_RULES", "read_vindr_csv"]

@@ -29,9 +29,9 @@ from monai_cxrcml.data.classes import (
     CXRLT2024_UNSEEN_CLASSES,
     resolve_class_names,
 )
+from monai_cxrcml.data.csv_reading import csv_header
 from monai_cxrcml.data.formats import read_label_table
 from monai_cxrcml.data.image_list import ID_COLUMN_OF, read_image_list
-from monai_cxrcml.data.csv_reading import csv_header
 from monai_cxrcml.data.vocabulary import ClassMatch, class_mapping_frame, map_class_names
 from monai_cxrcml.handlers.submission_writer import AGGREGATIONS, SubmissionWriter
 from monai_cxrcml.model_bundle import Scorer, create_scorer, load_model

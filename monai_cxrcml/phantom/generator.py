@@ -34,10 +34,10 @@ import pandas as pd
 from PIL import Image
 
 from ..data.classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_TRAIN_COUNTS, CXRLT2024_TRAIN_SIZE
+from ..data.csv_reading import OPENERS
 from ..data.formats import detect_label_format, read_label_table
 from ..data.mimic import VIEW_CODE_MEANINGS, mimic_relative_paths
 from .signs import SIGN_CATALOGUE, render_film, sample_anatomy, sign_for, vary_anatomy
-from ..data.csv_reading import OPENERS
 
 __all__ = [
     "IMPLIES",

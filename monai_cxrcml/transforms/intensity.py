@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data.meta_obj import get_track_meta
 from monai.transforms import (
     Compose,
     MapTransform,
@@ -30,7 +31,6 @@ from monai.transforms import (
     RandShiftIntensityd,
     Transform,
 )
-from monai.data.meta_obj import get_track_meta
 from monai.utils import convert_to_tensor
 
 __all__ = [

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
-
 from _bundle_runs import CONFIGS, REPO, TRAIN, cli_args
 from _bundle_runs import small_run as _small
 from _real_tables import requires_tables
+from monai.bundle import ConfigWorkflow
+
 from monai_cxrcml.data import CXRLT2024_CLASSES
 from monai_cxrcml.phantom import phantom_label_file
 

@@ -15,7 +15,6 @@ from monai_cxrcml.cli.calibration import main
 from monai_cxrcml.metrics import Calibration
 from monai_cxrcml.model_bundle import load_model
 
-
 # ---------------------------------------------------------------------------------------------- from a trained run
 
 

@@ -20,9 +20,9 @@ from monai_cxrcml.cli.evaluation import main
 from monai_cxrcml.cli.inference import main as inference_main
 from monai_cxrcml.data import load_test_set, read_label_table
 from monai_cxrcml.data.nih import NIH_CLASSES
-from monai_cxrcml.phantom import make_table_phantom, phantom_label_file
 from monai_cxrcml.data.vocabulary import map_class_names
 from monai_cxrcml.model_bundle import load_model
+from monai_cxrcml.phantom import make_table_phantom, phantom_label_file
 
 pytestmark = requires_tables
 

@@ -6,8 +6,6 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
-
 from _films import (
     BAD_FILMS,
     FILM_SHAPE,
@@ -21,6 +19,8 @@ from _films import (
     write_pil,
     write_png16,
 )
+from PIL import Image
+
 from monai_cxrcml.data.films import FilmReadError, load_film, read_film, resize_longest_side
 
 # ---------------------------------------------------------------------------------------------------------------

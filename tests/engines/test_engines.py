@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from _tiny_clip import B, CLASSES, MODEL, clip_trainer, labelled_batches
+from _tiny_clip import CLASSES, MODEL, B, clip_trainer, labelled_batches
 
 from monai_cxrcml.engines import CXRCMLTrainer, ZeroShotEvaluator
 from monai_cxrcml.handlers import MultiLabelAUC

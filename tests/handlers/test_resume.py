@@ -103,8 +103,8 @@ def test_latest_checkpoint_is_the_highest_epoch_not_the_last_name(tmp_path: Path
 
 def test_resume_refuses_a_checkpoint_carrying_code_without_running_it(tmp_path: Path):
     import torch
-    from ignite.engine import Engine
     from _checkpoints import PickledCode
+    from ignite.engine import Engine
 
     from monai_cxrcml.handlers import resume_training
     from monai_cxrcml.networks import CheckpointError

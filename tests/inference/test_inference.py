@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-from sklearn.metrics import roc_auc_score
 from _bundle_runs import CONFIGS
 from _films import write_dicom, write_png16
+from PIL import Image
+from sklearn.metrics import roc_auc_score
 
-from monai_cxrcml.metrics import Calibration
-from monai_cxrcml.data import CXRLT2024_CLASSES, CXRLT2024_UNSEEN_CLASSES
 from monai_cxrcml.cli.inference import main
+from monai_cxrcml.data import CXRLT2024_CLASSES, CXRLT2024_UNSEEN_CLASSES
 from monai_cxrcml.inference import NoReadableFilmError, predict
+from monai_cxrcml.metrics import Calibration
 
 MODEL = "cxrcml-tiny"
 

@@ -27,10 +27,10 @@ from _films import asymmetric_film, write_dicom, write_pil
 
 from monai_cxrcml.cli.export import main as export_main
 from monai_cxrcml.cli.inference import main as inference_main
-from monai_cxrcml.metrics import Calibration
 from monai_cxrcml.data.classes import CXRLT2024_CLASSES
 from monai_cxrcml.data.films import FilmReadError
 from monai_cxrcml.label import APP_DIR
+from monai_cxrcml.metrics import Calibration
 from monai_cxrcml.networks import create_clip
 
 # Skip only where MONAI Label is not installed: in .venv-label a broken install must fail, not skip.

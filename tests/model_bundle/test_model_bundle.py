@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from PIL import Image
-from monai.bundle import ckpt_export, create_workflow, verify_metadata, verify_net_in_out
-
 from _bundle_runs import CONFIGS
+from monai.bundle import ckpt_export, create_workflow, verify_metadata, verify_net_in_out
+from PIL import Image
+
 from monai_cxrcml.cli.inference import main as inference_main
 from monai_cxrcml.model_bundle import load_model
 

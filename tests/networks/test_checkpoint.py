@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _checkpoints import PickledCode
+
 from monai_cxrcml.networks import CheckpointError, create_clip, load_clip_checkpoint
 
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from monai_cxrcml.cli.phantom import main
 from monai_cxrcml.data.classes import CHEXPERT_CLASSES, CXRLT2024_CLASSES, CXRLT2024_TRAIN_COUNTS
 from monai_cxrcml.data.mimic import view_positions
-from monai_cxrcml.cli.phantom import main
 from monai_cxrcml.phantom.generator import (
     CXRLT_ID_COLUMNS,
     IMPLIES,

@@ -12,8 +12,8 @@ import pytest
 from _real_tables import CHEXPERT, NIH, PADCHEST, VINDR, requires_tables, table
 from PIL import Image
 
-from monai_cxrcml.data import detect_label_format, read_film, read_label_table
 from monai_cxrcml.cli.phantom import main
+from monai_cxrcml.data import detect_label_format, read_film, read_label_table
 from monai_cxrcml.phantom import ensure_phantom, make_table_phantom, phantom_label_file
 from monai_cxrcml.phantom.signs import SIGNS, Canvas, GeneratedSign, sample_anatomy, sign_for
 

@@ -12,6 +12,7 @@ from ignite.engine import Engine
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from monai_cxrcml.cli.report import main
 from monai_cxrcml.handlers import PseudoLabelHandler
 from monai_cxrcml.handlers.prediction_writer import PredictionWriter
 from monai_cxrcml.metrics import multilabel_report
@@ -23,7 +24,6 @@ from monai_cxrcml.report import (
     make_report,
     reliability_table,
 )
-from monai_cxrcml.cli.report import main
 from monai_cxrcml.report.plots import GROUP_COLOURS, POOLED
 
 CLASSES = ["Common A", "Common B", "Medium C", "Rare D", "Rare E", "Absent F"]

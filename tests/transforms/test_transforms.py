@@ -8,7 +8,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from monai.data import DataLoader, Dataset, MetaTensor
 from _films import (
     BAD_FILMS,
     FILM_SHAPE,
@@ -20,6 +19,7 @@ from _films import (
     write_pil,
     write_png16,
 )
+from monai.data import DataLoader, Dataset, MetaTensor
 
 from monai_cxrcml.data.films import FilmReadError
 from monai_cxrcml.networks import get_tokenizer
