@@ -987,6 +987,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "--patients of its patients, copy their rows and draw their films (--split-fractions, "
                         "--compression, --min-positive-studies do not apply)")
     parser.add_argument("--label-format", help="the format of --labels (default: from its header)")
+    parser.add_argument("--reports", action="store_true", help="also write a free-text report per study "
+                        "(files/pXX/pSUBJECT/sSTUDY.txt, monai_cxrcml.data.phantom_reports)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -1007,6 +1009,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs=args.jobs,
             overwrite=args.overwrite,
         )
+        if args.reports:
+            from .phantom_reports import write_phantom_reports
+
+            write_phantom_reports(args.out_dir)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
