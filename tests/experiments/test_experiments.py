@@ -142,11 +142,13 @@ def test_a_saved_checkpoint_is_scored_and_fine_tuned_as_pretrained(trained: Path
     bundle = REPO / "bundle/configs/train.yaml"
     start = run_experiment("start", [REPO / "configs" / "demo.yaml", REPO / "configs/ablations/chexzero_zeroshot.yaml"],
                            tmp_path, overrides={**overrides, "protocol": source["protocol"]["name"]},
-                           bundle_config=bundle, protocols=())
+                           bundle_config=bundle, protocols=(), probe=True)
     zero_shot = json.loads((run_dir(start, 0, 0) / "metrics.json").read_text())
     # the start scores as the run that saved it: its weights were loaded, all of them
     assert zero_shot["macro_auc"] == pytest.approx(source["macro_auc"], abs=1e-6)
     assert zero_shot["rare_auc"] == pytest.approx(source["rare_auc"], abs=1e-6)
+    assert not (run_dir(start, 0, 0) / "models").exists()  # nothing trained; the probe embeds with the start
+    assert 0.0 <= json.loads((run_dir(start, 0, 0) / "probe.json").read_text())["macro_auc"] <= 1.0
     tuned = run_experiment("finetune", [REPO / "configs" / "demo.yaml"], tmp_path,
                            overrides={**overrides, "epochs": 1, "lr": 1e-4, "nu": 4.0}, bundle_config=bundle,
                            protocols=("chexzero",))
