@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from monai_cxrcml.cli.options import setup_logging
-from monai_cxrcml.phantom import make_phantom, make_table_phantom
+from monai_cxrcml.phantom import make_phantom, make_table_phantom, write_phantom_reports
 
 __all__ = ["main"]
 
@@ -47,7 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "--patients of its patients, copy their rows and draw their films (--split-fractions, "
                         "--compression, --min-positive-studies do not apply)")
     parser.add_argument("--label-format", help="the format of --labels (default: from its header)")
+    parser.add_argument("--reports", action="store_true", help="also write a free-text report per study "
+                        "(files/pXX/pSUBJECT/sSTUDY.txt beside the films; not with --labels)")
     args = parser.parse_args(argv)
+    if args.reports and args.labels is not None:
+        parser.error("--reports writes reports from the labels.csv of a CXR-LT phantom; a --labels phantom keeps its "
+                     "source's own files: drop one of the two.")
     setup_logging(logging.INFO, "%(message)s")
     try:
         if args.labels is not None:
@@ -67,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs=args.jobs,
             overwrite=args.overwrite,
         )
+        if args.reports:
+            write_phantom_reports(args.out_dir)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

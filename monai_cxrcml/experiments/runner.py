@@ -9,7 +9,8 @@ the model initialisation, data order, augmentation and mixture seeds; the patien
 fixed, so every arm of a comparison sees the same folds. Each run's test part is also scored under every protocol
 of ``protocols`` that is not its own (``protocol-<name>/metrics.json``, the bundle's ``evaluating`` entry with the
 run's normalisation kept). With ``probe=True`` a linear probe is fitted on the best checkpoint's embeddings of the
-training part and scored on the test part (``probe.json``), the ceiling the image tower sets for the zero-shot AUC.
+training part and scored on the test part (``probe.json``), the ceiling the image tower sets for the zero-shot AUC;
+a ``pretrained`` model scored without training has no checkpoint of its own and is probed as built.
 """
 
 from __future__ import annotations
@@ -167,7 +168,10 @@ def probe_run(files: Sequence[str], settings: Mapping[str, Any]) -> dict:
     parse = workflow.parser.get_parsed_content
     out = Path(settings["output_dir"])
     data, network, device = parse("data"), parse("network"), parse("device")
-    load_clip_checkpoint(unwrap_parallel(network), out / "models" / "model.pt")
+    checkpoint = out / "models" / "model.pt"
+    if checkpoint.is_file() or not settings.get("pretrained"):
+        load_clip_checkpoint(unwrap_parallel(network), checkpoint)
+    # else a pretrained model scored without training (nothing saved): the network as built, from `pretrained`
     transform = parse("validate#preprocessing")  # deterministic: no augmentation
     collate = parse("test#dataloader").collate_fn
     train, test = (

@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 import torch
-
 from _bundle_runs import REPO, SHORT_RUN
+
 from monai_cxrcml.experiments import collect_runs, compare, holm, paired_test, run_dir, run_experiment, summarise
 from monai_cxrcml.networks import create_clip
-
 
 
 def _fake_experiment(root: Path, name: str, aucs: dict[tuple[int, int], tuple[float, float, float]],
@@ -130,6 +128,36 @@ def test_chexzero_baseline_is_scored_under_both_table_protocols(phantom_dir: Pat
     table = compare([exp], protocols=("chexzero", "present_absent_pooled"))
     row = next(line for line in table.splitlines() if line.startswith("| chexzero |"))
     assert row.count("n/a") == 0 and f"{own['macro_auc']:.3f}" in row and f"{other['macro_auc']:.3f}" in row
+
+
+def test_a_saved_checkpoint_is_scored_and_fine_tuned_as_pretrained(trained: Path, phantom_dir: Path, tmp_path: Path):
+    """The paper's regime as a user runs it with CheXzero's weights: a checkpoint saved by a training run (the
+    source) is passed as ``pretrained``, scored zero-shot without training, and fine-tuned one epoch and scored."""
+    checkpoint = trained / "models" / "model.pt"
+    source = json.loads((trained / "metrics.json").read_text())
+    overrides = {"dataset_dir": str(phantom_dir), "cache_dir": None, "num_workers": 0, "n_bootstrap": 0,
+                 "batch_size": 16, "pretrained": str(checkpoint), **SHORT_RUN}
+    bundle = REPO / "bundle/configs/train.yaml"
+    start = run_experiment("start", [REPO / "configs" / "demo.yaml", REPO / "configs/ablations/chexzero_zeroshot.yaml"],
+                           tmp_path, overrides={**overrides, "protocol": source["protocol"]["name"]},
+                           bundle_config=bundle, protocols=(), probe=True)
+    zero_shot = json.loads((run_dir(start, 0, 0) / "metrics.json").read_text())
+    # the start scores as the run that saved it: its weights were loaded, all of them
+    assert zero_shot["macro_auc"] == pytest.approx(source["macro_auc"], abs=1e-6)
+    assert zero_shot["rare_auc"] == pytest.approx(source["rare_auc"], abs=1e-6)
+    assert not (run_dir(start, 0, 0) / "models").exists()  # nothing trained; the probe embeds with the start
+    assert 0.0 <= json.loads((run_dir(start, 0, 0) / "probe.json").read_text())["macro_auc"] <= 1.0
+    tuned = run_experiment("finetune", [REPO / "configs" / "demo.yaml"], tmp_path,
+                           overrides={**overrides, "epochs": 1, "lr": 1e-4, "nu": 4.0}, bundle_config=bundle,
+                           protocols=("chexzero",))
+    run = run_dir(tuned, 0, 0)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["macro_auc"] <= 1.0 and metrics["macro_auc"] != zero_shot["macro_auc"]
+    assert (run / "protocol-chexzero" / "metrics.json").is_file()
+    start_weights = torch.load(checkpoint, weights_only=True)
+    tuned_weights = torch.load(run / "models" / "model.pt", weights_only=True)
+    assert set(tuned_weights) == set(start_weights)  # the same model, trained on from the start
+    assert any(not torch.equal(start_weights[k], tuned_weights[k]) for k in start_weights)
 
 
 @pytest.mark.slow
