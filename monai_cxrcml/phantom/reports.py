@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..data.classes import finding_phrase
 from ..data.reports import mimic_report_paths
+from .generator import CXRLT_ID_COLUMNS
 
 __all__ = ["phantom_report", "write_phantom_reports"]
 
@@ -111,7 +112,7 @@ def write_phantom_reports(phantom_dir: str | os.PathLike, seed: int | None = Non
         seed = int(json.loads((phantom_dir / "phantom.json").read_text())["seed"])
     root = Path(reports_dir) if reports_dir is not None else phantom_dir
     table = pd.read_csv(labels_csv, dtype={"subject_id": str, "study_id": str})
-    meta = {"dicom_id", "subject_id", "study_id", "ViewPosition", "ViewCodeSequence_CodeMeaning", "fpath", "split"}
+    meta = {*CXRLT_ID_COLUMNS, "split"}
     classes = [c for c in table.columns if c not in meta]
     studies = table.drop_duplicates(["subject_id", "study_id"]).reset_index(drop=True)
     paths = mimic_report_paths(studies["subject_id"], studies["study_id"])
