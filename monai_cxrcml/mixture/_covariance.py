@@ -163,7 +163,8 @@ class FullCovariance(CovarianceModel):
         delta = None
         for r in range(len(operands) // 2):
             bias, block = operands[2 * r], operands[2 * r + 1]
-            y = torch.addmm(bias, xc[:, : (r + 1) * step], block)  # [n, K * step]: a slice of every y_k
+            # [n, K * step]: a slice of every y_k (mm then add: addmm's broadcast of the bias is a slow extra pass)
+            y = torch.mm(xc[:, : (r + 1) * step], block).add_(bias)
             part = torch.linalg.vector_norm(y.view(n, -1, step), dim=-1).square_()
             delta = part if delta is None else delta.add_(part)
         return delta

@@ -21,7 +21,7 @@ AUTO_REG = 1e-3
 about as many rows as there are features, less in proportion when they hold more."""
 
 _CHUNK_BYTES = {"cuda": 1 << 30}
-_CHUNK_BYTES_DEFAULT = 1 << 26
+_CHUNK_BYTES_DEFAULT = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class FitContext:
 
 
 def chunk_rows(chunk_size: int | None, k: int, model: CovarianceModel, x: torch.Tensor) -> int:
-    """Rows per E-step block: ``chunk_size``, or as many as keep the block near 64 MiB (CPU) / 1 GiB (CUDA)."""
+    """Rows per E-step block: ``chunk_size``, or as many as keep the block near 8 MiB (CPU) / 1 GiB (CUDA)."""
     if chunk_size is not None:
         return chunk_size
     budget = _CHUNK_BYTES.get(x.device.type, _CHUNK_BYTES_DEFAULT)

@@ -67,7 +67,7 @@ class BaseMixture(BaseEstimator, ABC):
     random_state
         Seed (int) or ``torch.Generator`` (CPU) for the initialisation; same seed, same fit.
     chunk_size
-        Rows per E-step block; ``None`` keeps a block's intermediates near 64 MiB (CPU) or 1 GiB (CUDA). Nothing
+        Rows per E-step block; ``None`` keeps a block's intermediates near 8 MiB (CPU) or 1 GiB (CUDA). Nothing
         of size ``[N, K, d]`` is ever formed.
     accumulate_dtype
         Dtype of the sufficient statistics and of the parameters; ``None`` = the data's dtype. The E-step runs in
