@@ -114,6 +114,11 @@ class CovarianceModel(ABC):
     def add_to_diagonal(self, covariances: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
         """``S_k + amount_k I`` (``amount`` ``[K]``), out of place."""
 
+    @abstractmethod
+    def outer(self, v: torch.Tensor) -> torch.Tensor:
+        """``v v^T`` in this structure for vectors ``v`` ``[..., d]``: ``[..., d, d]`` (full) or ``[..., d]`` (its
+        diagonal)."""
+
     def new_means(self, moments: tuple[torch.Tensor, ...], weight_sum: torch.Tensor, center: torch.Tensor):
         """``mu_k' = sum_i w_ik x_i / W_k`` (``moments[0]`` holds ``sum_i w_ik (x_i - center)``)."""
         return moments[0] / weight_sum[:, None] + center
@@ -215,6 +220,9 @@ class FullCovariance(CovarianceModel):
         eye = torch.eye(self.d, dtype=covariances.dtype, device=covariances.device)
         return covariances + amount[:, None, None] * eye
 
+    def outer(self, v):
+        return v[..., :, None] * v[..., None, :]
+
 
 class DiagCovariance(CovarianceModel):
     """Diagonal covariances ``[K, d]`` (variances), factor = standard deviations ``[K, d]``."""
@@ -272,6 +280,9 @@ class DiagCovariance(CovarianceModel):
 
     def add_to_diagonal(self, covariances, amount):
         return covariances + amount[:, None]
+
+    def outer(self, v):
+        return v * v
 
 
 def covariance_model(covariance_type: str, d: int) -> CovarianceModel:

@@ -177,8 +177,15 @@ class BaseMixture(BaseEstimator, ABC):
                 run = fit_from_start(ctx, start, warm=warm is not None)
                 if best is None or run.lower_bound > best.lower_bound:
                     best = run
+            if warm is None and not ctx.explicit_start and best.converged:
+                best = self._refine(ctx, best)
             self._store(best, ctx, k)
         return self
+
+    def _refine(self, ctx: FitContext, run: EMRun) -> EMRun:
+        """Improve the best run of the seeded starts once EM has converged (after warm or explicit starts, or an
+        unconverged run, EM alone decides); the base class keeps it as it is."""
+        return run
 
     def _fit_context(self, x: torch.Tensor, k: int) -> FitContext:
         """The data's constants and this estimator's settings for a fit of ``k`` components to ``x`` ``[N, d]``."""

@@ -8,15 +8,18 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 
-def t_mixture(n: int, d: int, k: int, nu: float, separation: float, seed: int, diagonal: bool = False):
-    """Rows of a ``k``-component t mixture (random anisotropic scales; ``nu=inf``: Gaussian) and their labels."""
+def t_mixture(n: int, d: int, k: int, nu: float, separation: float, seed: int, diagonal: bool = False,
+              sizes: float | None = None, scale_range: tuple[float, float] = (0.5, 1.5)):
+    """Rows of a ``k``-component t mixture (random anisotropic scales in ``scale_range``; ``nu=inf``: Gaussian) and
+    their labels; components of equal probability, or of Dirichlet(``sizes``) probabilities."""
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, k, size=n)
+    p = None if sizes is None else rng.dirichlet(np.full(k, sizes))
+    labels = rng.choice(k, size=n, p=p) if p is not None else rng.integers(0, k, size=n)
     means = rng.normal(scale=separation, size=(k, d))
     x = np.empty((n, d))
     for c in range(k):
         rows = np.flatnonzero(labels == c)
-        scales = rng.uniform(0.5, 1.5, size=d)
+        scales = rng.uniform(*scale_range, size=d)
         z = rng.normal(size=(rows.size, d)) * scales
         if not diagonal:
             z = z @ np.linalg.qr(rng.normal(size=(d, d)))[0]
